@@ -1,0 +1,166 @@
+"""The ``redlab`` command: run scenarios, clean up after crashed runs, show the lab's kernel."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from harness import timeouts
+from harness.errors import ConfigError, RedLabError
+from harness.journal import Journal, clean_stale
+from harness.naming import new_run_id
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="RedLab: prove network redundancy on real kernels.")
+log = logging.getLogger("redlab")
+
+
+def _fail(exc: RedLabError) -> NoReturn:
+    typer.secho(f"error: {exc.problem}", err=True, fg="red")
+    if exc.fix:
+        typer.secho(f"  fix: {exc.fix}", err=True)
+    raise typer.Exit(2 if isinstance(exc, ConfigError) else 1)
+
+
+def _setup(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+
+    # SIGTERM unwinds like Ctrl-C, so every finally: and journal rollback runs. Only in
+    # this process: pyroute2 forks helpers (to open sockets in other namespaces) and stops
+    # them with SIGTERM; an exception there would run a second copy of the harness.
+    owner = os.getpid()
+
+    def _terminate(signum: int, _frame: Any) -> None:
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)
+
+
+def parse_params(pairs: list[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--param {pair!r} is not key=value", "write e.g. --param miimon=100")
+        params[key.strip()] = value.strip()
+    return params
+
+
+@app.command()
+def run(
+    scenario: Annotated[Path, typer.Argument(help="scenario file in scenarios/")],
+    param: Annotated[list[str], typer.Option("--param", "-p", help="override a parameter: key=value")] = [],  # noqa: B006, E501
+    repeat: Annotated[int, typer.Option(min=1, help="trials to run")] = 1,
+    out: Annotated[Path | None, typer.Option(help="run folder (default: results/<scenario>-<time>-<id>)")] = None,  # noqa: E501
+    lab: Annotated[str, typer.Option(help="where the lab runs: auto, native or uml")] = "auto",
+    deadline: Annotated[float, typer.Option(help="seconds before a UML run is killed")] = timeouts.UML_RUN_DEFAULT,  # noqa: E501
+    run_id: Annotated[str | None, typer.Option(hidden=True)] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run SCENARIO's trials and write summary.csv, events and raw tool output."""
+    _setup(verbose)
+    try:
+        _run(scenario, parse_params(param), repeat, out, lab, deadline, run_id)
+    except RedLabError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: the lab was torn down; finished trials are kept", err=True)
+        raise typer.Exit(130) from None
+
+
+def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path | None,
+         lab: str, deadline: float, run_id: str | None) -> None:
+    from harness.scenario.model import load_scenario
+    from harness.scenario.runner import RunRequest, run_scenario
+    from harness.topology.loader import build_topology
+
+    # Everything is validated before anything is created.
+    if lab not in ("auto", "native", "uml"):
+        raise ConfigError(f"--lab {lab!r} is not one of auto, native, uml", "pick one of them")
+    scenario = load_scenario(scenario_path)
+    topology, params = build_topology(scenario.topology, {**scenario.params, **overrides})
+    inside_uml = os.environ.get("REDLAB_LAB") == "uml"
+    where = "native" if inside_uml else _choose_lab(lab, scenario.requires)
+    run_id = run_id or new_run_id()
+    if out is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("results") / f"{scenario.name}-{stamp}-{run_id}"
+    out = out.resolve()
+    if where == "uml":
+        _run_in_uml(scenario_path.resolve(), overrides, repeat, out, run_id, deadline,
+                    scenario.requires)
+        return
+    started = time.monotonic()
+    store = run_scenario(RunRequest(scenario, scenario_path.resolve(), topology, params,
+                                    repeat, out, run_id))
+    log.info("%d trial(s) in %.1f s; results in %s", len(store.rows),
+             time.monotonic() - started, out)
+    for row in store.rows:
+        log.info("trial %s: failover gap %.1f ms (%s lost), active %s -> %s",
+                 row["trial"], row["failover_gap_ms"], row["lost_packets"],
+                 row["active_before"], row["active_after"])
+
+
+def _choose_lab(requested: str, needs: list[str]) -> str:
+    from harness.lab import choose_lab
+
+    return choose_lab(requested, needs)
+
+
+def _run_in_uml(scenario: Path, overrides: dict[str, str], repeat: int, out: Path,
+                run_id: str, deadline: float, requires: list[str]) -> None:
+    from harness.lab.uml import GuestSpec, run_in_uml
+
+    argv = [sys.executable, "-m", "harness", "run", str(scenario), "--lab", "native",
+            "--out", str(out), "--repeat", str(repeat), "--run-id", run_id]
+    for key, value in overrides.items():
+        argv += ["--param", f"{key}={value}"]
+    out.mkdir(parents=True, exist_ok=True)
+    log.info("booting User-mode Linux for %s (modules: %s)", scenario.name,
+             ", ".join(requires) or "none")
+    with Journal(f"{run_id}-host") as journal:
+        result = run_in_uml(
+            GuestSpec(argv=argv, cwd=Path.cwd(), writable=[out],
+                      modules=[m for m in requires if m != "openvswitch"],
+                      start_ovs="openvswitch" in requires),
+            deadline_s=deadline, journal=journal)
+    log.info("UML: boot %.1f s, run %.1f s, exit %d", result.boot_s, result.run_s,
+             result.returncode)
+    if result.returncode != 0:
+        raise typer.Exit(result.returncode)
+
+
+@app.command()
+def clean() -> None:
+    """Remove what crashed or killed RedLab runs left behind, and nothing else."""
+    _setup(False)
+    removed = clean_stale()
+    for item in removed:
+        typer.echo(f"removed {item}")
+    typer.echo(f"{len(removed)} object(s) removed" if removed else "nothing to clean")
+
+
+@app.command()
+def probe() -> None:
+    """Show which lab features this kernel has, and whether User-mode Linux is available."""
+    from harness.lab import capabilities
+    from harness.lab.uml import uml_available
+
+    for feature in ("bonding", "openvswitch", "netem", "team", "8021q", "bridge", "veth"):
+        typer.echo(f"{feature:12} {'yes' if capabilities.probe(feature) else 'no'}")
+    typer.echo(f"{'uml':12} {'yes' if uml_available() else 'no'}")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,68 @@
+"""Cable cuts: take one end of a link down, or both, and bring it back.
+
+A veth pair loses carrier on both ends when either end goes down, so "far" (the
+switch's port) is what a pulled cable looks like to the server's NIC: the NIC stays
+administratively up and sees carrier loss, which is what the bond's MII monitor watches.
+One member is failed by its interface, never by node pair (Mininet's
+``configLinkStatus`` would take every link between the two nodes down at once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from harness import timeouts
+from harness.errors import LabError
+from harness.topology.build import Lab
+
+End = Literal["near", "far", "both"]
+
+
+def set_admin_state(lab: Lab, node: str, intf: str, up: bool) -> None:
+    ipr = lab.ipr(node)
+    idx = ipr.link_lookup(ifname=lab.ifname(node, intf))
+    if not idx:
+        raise LabError(f"cannot change {node}:{intf}: no such interface",
+                       "check the scenario's node and interface names")
+    ipr.link("set", index=idx[0], state="up" if up else "down")
+
+
+def carrier(lab: Lab, node: str, intf: str) -> bool:
+    ipr = lab.ipr(node)
+    idx = ipr.link_lookup(ifname=lab.ifname(node, intf))
+    return bool(idx) and ipr.get_links(idx[0])[0].get("IFLA_CARRIER") == 1
+
+
+@dataclass
+class LinkCut:
+    """Cut the cable at ``node:intf``; ``end`` says which side of it is switched off."""
+
+    lab: Lab
+    node: str
+    intf: str
+    end: End = "far"
+
+    def ends(self) -> list[tuple[str, str]]:
+        far = self.lab.topo.far_end(self.node, self.intf)
+        return {"near": [(self.node, self.intf)], "far": [far],
+                "both": [(self.node, self.intf), far]}[self.end]
+
+    def describe(self) -> str:
+        far_node, far_intf = self.lab.topo.far_end(self.node, self.intf)
+        return (f"link_down {self.node}:{self.intf} <-> {far_node}:{far_intf}"
+                f" (down at the {self.end} end)")
+
+    def apply(self) -> None:
+        for node, intf in self.ends():
+            set_admin_state(self.lab, node, intf, up=False)
+        timeouts.wait_for(f"carrier loss on {self.node}:{self.intf}",
+                          lambda: not carrier(self.lab, self.node, self.intf),
+                          timeouts.LINK_STATE, interval=0.001)
+
+    def restore(self) -> None:
+        for node, intf in self.ends():
+            set_admin_state(self.lab, node, intf, up=True)
+        timeouts.wait_for(f"carrier back on {self.node}:{self.intf}",
+                          lambda: carrier(self.lab, self.node, self.intf),
+                          timeouts.LINK_STATE, interval=0.001)

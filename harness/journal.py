@@ -1,0 +1,220 @@
+"""What a run created, recorded where it is created, undone in reverse on every exit path.
+
+Each run appends to ``/run/redlab/<run_id>.jsonl`` *before* it creates an object (names
+are known in advance), so a run killed at any instant leaves a journal that names
+everything it may have made.  ``Journal.rollback()`` undoes the entries in reverse; the
+normal exit path and ``redlab clean`` use the very same code.  ``redlab clean`` only
+touches journals whose owner process is gone, so it never disturbs a run in progress,
+and never removes anything a journal does not name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness import timeouts
+
+log = logging.getLogger(__name__)
+
+JOURNAL_DIR = Path(os.environ.get("REDLAB_JOURNAL_DIR", "/run/redlab"))
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot; tells a live process from a reused pid."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # comm (field 2) may contain spaces and parentheses: split after the last ')'.
+    return int(stat.rsplit(")", 1)[1].split()[19])
+
+
+def is_alive(pid: int, start: int | None) -> bool:
+    return start is not None and process_start_time(pid) == start
+
+
+@dataclass
+class Journal:
+    run_id: str
+    path: Path = field(init=False)
+    entries: list[dict[str, Any]] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.path = JOURNAL_DIR / f"{self.run_id}.jsonl"
+
+    # -- writing ------------------------------------------------------------------
+    def open(self) -> Journal:
+        JOURNAL_DIR.mkdir(parents=True, exist_ok=True)
+        pid = os.getpid()
+        header = {"kind": "owner", "pid": pid, "start": process_start_time(pid),
+                  "created": time.time()}
+        with open(self.path, "x") as fh:  # "x": a colliding run id fails loudly
+            fh.write(json.dumps(header) + "\n")
+        return self
+
+    def record(self, kind: str, **attrs: Any) -> dict[str, Any]:
+        entry = {"kind": kind, **attrs}
+        self.entries.append(entry)
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(entry) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return entry
+
+    def record_process(self, pid: int, what: str, group: bool = False) -> dict[str, Any]:
+        return self.record("process", pid=pid, start=process_start_time(pid), what=what,
+                           group=group)
+
+    # -- undoing ------------------------------------------------------------------
+    def mark(self) -> int:
+        """A point to roll back to: what is recorded after it can be undone on its own."""
+        return len(self.entries)
+
+    def rollback_to(self, mark: int) -> list[str]:
+        """Undo the entries recorded since ``mark``, newest first. Returns what was removed."""
+        removed: list[str] = []
+        while len(self.entries) > mark:
+            entry = self.entries.pop()
+            try:
+                if undo(entry):
+                    removed.append(describe(entry))
+            except Exception as exc:  # keep going: one stuck object must not strand the rest
+                log.warning("could not undo %s: %s", describe(entry), exc)
+        return removed
+
+    def rollback(self) -> list[str]:
+        """Undo every entry in reverse, then drop the journal. Returns what was removed."""
+        removed = self.rollback_to(0)
+        self.path.unlink(missing_ok=True)
+        return removed
+
+    def __enter__(self) -> Journal:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.rollback()
+
+    # -- reading ------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: Path) -> tuple[Journal, dict[str, Any]]:
+        journal = cls(run_id=path.stem)
+        owner: dict[str, Any] = {}
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut short by a crash: everything before it still counts
+            if entry.get("kind") == "owner":
+                owner = entry
+            else:
+                journal.entries.append(entry)
+        return journal, owner
+
+
+def describe(entry: dict[str, Any]) -> str:
+    kind = entry["kind"]
+    if kind == "process":
+        return f"process {entry['pid']} ({entry.get('what', '?')})"
+    if kind in ("link", "ovs_bridge"):
+        return f"{kind} {entry['name']}"
+    if kind == "path":
+        return f"path {entry['path']}"
+    return json.dumps(entry)
+
+
+def undo(entry: dict[str, Any]) -> bool:
+    """Remove one recorded object if it still exists. Returns whether anything was done."""
+    kind = entry["kind"]
+    if kind == "process":
+        return _kill(entry["pid"], entry.get("start"), entry.get("group", False))
+    if kind == "link":
+        return _delete_link(entry["name"])
+    if kind == "ovs_bridge":
+        return _delete_ovs_bridge(entry["name"])
+    if kind == "path":
+        return _remove_path(Path(entry["path"]))
+    log.warning("journal entry of unknown kind %r left alone", kind)
+    return False
+
+
+def _kill(pid: int, start: int | None, group: bool) -> bool:
+    if not is_alive(pid, start):
+        return False
+    try:
+        if group:
+            os.killpg(pid, signal.SIGKILL)
+        else:
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        return False
+    deadline = time.monotonic() + timeouts.PROCESS_EXIT
+    while is_alive(pid, start) and time.monotonic() < deadline:
+        with contextlib.suppress(ChildProcessError):  # reap our child: no zombie left
+            os.waitpid(pid, os.WNOHANG)
+        time.sleep(0.01)
+    return True
+
+
+def _delete_link(name: str) -> bool:
+    from pyroute2 import IPRoute
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    with IPRoute() as ipr:
+        idx = ipr.link_lookup(ifname=name)
+        if not idx:
+            return False
+        try:
+            ipr.link("del", index=idx[0])
+        except NetlinkError as exc:
+            if exc.code != 19:  # ENODEV: its peer went first and took it along
+                raise
+        return True
+
+
+def _delete_ovs_bridge(name: str) -> bool:
+    if shutil.which("ovs-vsctl") is None:
+        return False
+    done = subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", name],
+                          capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _remove_path(path: Path) -> bool:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+        return True
+    if path.exists() or path.is_symlink():
+        path.unlink(missing_ok=True)
+        return True
+    return False
+
+
+def stale_journals() -> Iterator[tuple[Journal, dict[str, Any]]]:
+    """Journals whose owner process is gone: what a crashed or killed run left."""
+    if not JOURNAL_DIR.is_dir():
+        return
+    for path in sorted(JOURNAL_DIR.glob("*.jsonl")):
+        journal, owner = Journal.load(path)
+        if owner and is_alive(owner["pid"], owner.get("start")):
+            continue  # a run in progress: not ours to touch
+        yield journal, owner
+
+
+def clean_stale() -> list[str]:
+    removed: list[str] = []
+    for journal, _owner in stale_journals():
+        removed += journal.rollback()
+    return removed

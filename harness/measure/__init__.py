@@ -1,0 +1,1 @@
+"""Traffic and probes that run inside the lab, and the figures computed from them."""

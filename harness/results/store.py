@@ -1,0 +1,107 @@
+"""A run folder: metadata.json, summary.csv (one row per trial) and a folder per trial.
+
+``summary.csv`` is rewritten after every trial and ``metadata.json`` carries the run's
+status (running, complete, interrupted, failed), so an interrupted run keeps, and says
+it keeps, every trial measured before the interruption.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from importlib import metadata as pkg_metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+SCHEMA_VERSION = 1
+SUMMARY_COLUMNS = [
+    "scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms", "lost_packets",
+    "probe_packets", "probe_interval_ms", "throughput_before_mbps",
+    "throughput_during_mbps", "throughput_after_mbps", "active_before", "active_after",
+    "failover_detected_ms",
+]
+
+
+def _tool_version(argv: list[str]) -> str:
+    if shutil.which(argv[0]) is None:
+        return "missing"
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    text = (out.stdout or out.stderr).strip().splitlines()
+    return text[0] if text else "unknown"
+
+
+def _package_version(name: str) -> str:
+    try:
+        return pkg_metadata.version(name)
+    except pkg_metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def versions() -> dict[str, str]:
+    return {
+        "redlab": _package_version("redlab"),
+        "python": platform.python_version(),
+        "iperf3": _tool_version(["iperf3", "--version"]),
+        "irtt": _tool_version(["irtt", "version"]),
+        "mininet": _package_version("mininet"),
+        "pyroute2": _package_version("pyroute2"),
+    }
+
+
+class RunStore:
+    def __init__(self, root: Path, meta: dict[str, Any]) -> None:
+        self.root = root
+        self.rows: list[dict[str, Any]] = []
+        root.mkdir(parents=True, exist_ok=True)
+        self.meta = {
+            "schema_version": SCHEMA_VERSION,
+            "status": "running",
+            "started_at": datetime.now(UTC).isoformat(),
+            "kernel": platform.release(),
+            "lab": lab_kind(),
+            "host": platform.node(),
+            "versions": versions(),
+            **meta,
+        }
+        self._write_meta()
+
+    def trial_dir(self, trial: int) -> Path:
+        path = self.root / f"trial-{trial:03d}"
+        path.mkdir(exist_ok=True)
+        return path
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        columns = SUMMARY_COLUMNS + [c for c in row if c not in SUMMARY_COLUMNS]
+        frame = pd.DataFrame(self.rows).reindex(columns=columns)
+        tmp = self.root / "summary.csv.tmp"
+        frame.to_csv(tmp, index=False)
+        os.replace(tmp, self.root / "summary.csv")  # never a half-written summary
+        self.meta["trials_done"] = len(self.rows)
+        self._write_meta()
+
+    def finish(self, status: str, error: str | None = None) -> None:
+        self.meta["status"] = status
+        self.meta["ended_at"] = datetime.now(UTC).isoformat()
+        if error:
+            self.meta["error"] = error
+        self._write_meta()
+
+    def _write_meta(self) -> None:
+        tmp = self.root / "metadata.json.tmp"
+        tmp.write_text(json.dumps(self.meta, indent=2, default=str))
+        os.replace(tmp, self.root / "metadata.json")
+
+
+def lab_kind() -> str:
+    """``uml`` when this process runs inside a User-mode Linux guest booted by RedLab."""
+    return os.environ.get("REDLAB_LAB", "native")

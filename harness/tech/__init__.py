@@ -1,0 +1,1 @@
+"""Redundancy technologies: kernel bonds (and, later, OVS LAGs, MC-LAG, VRRP)."""

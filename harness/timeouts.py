@@ -1,0 +1,45 @@
+"""Every named wait of the harness, in seconds, in one place.
+
+Waits poll for a state until their deadline; none of these is a fixed sleep.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from harness.errors import LabError
+
+UML_BOOT = 30.0            # linux.uml start -> guest init reports it is running
+UML_RUN_DEFAULT = 900.0    # a whole scenario inside UML, unless --deadline says otherwise
+UML_HALT = 10.0            # guest told to halt -> process gone, before SIGKILL
+PROCESS_EXIT = 5.0         # SIGTERM -> process gone, before SIGKILL
+BOND_MEMBERS_UP = 10.0     # bond enslaved -> every member reports carrier and an active member
+LINK_STATE = 5.0           # an injected link change is visible in the kernel
+IPERF_SERVER_READY = 5.0   # iperf3 server started -> listening
+PING_READY = 10.0          # topology up -> first end-to-end reply
+TRAFFIC_DRAIN = 15.0       # traffic duration elapsed -> tool has written its JSON
+
+T = TypeVar("T")
+
+
+def wait_for(
+    what: str,
+    probe: Callable[[], T | None],
+    timeout: float,
+    interval: float = 0.01,
+) -> T:
+    """Poll ``probe`` until it returns something truthy, or fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise LabError(
+                f"timed out after {timeout:g} s waiting for {what}",
+                "the lab did not reach the expected state; rerun with --keep-logs and read the"
+                " run folder, or raise the timeout in harness/timeouts.py if the machine is slow",
+            )
+        time.sleep(interval)

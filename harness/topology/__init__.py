@@ -1,0 +1,1 @@
+"""Topologies: pure data (topologies/*.py), validated, then instantiated with Mininet."""

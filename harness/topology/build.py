@@ -1,0 +1,169 @@
+"""Instantiate a validated :class:`Topology` with Mininet, and tear it down on every path.
+
+Hosts are Mininet hosts (a shell in its own network namespace); switches are Linux
+bridges in the root namespace, named ``r<run id><name>`` with ports ``<switch>-<port>``
+so that concurrent runs never share a name.  Every root-namespace object is written to
+the run's journal *before* Mininet creates it; host shells and the processes started in
+hosts are journaled as soon as they exist.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import subprocess
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import IO, Any
+
+from pyroute2 import IPRoute
+
+from harness.errors import LabError
+from harness.journal import Journal
+from harness.naming import check_ifname, prefixed
+from harness.tech import bond as bonds
+from harness.topology.model import Topology
+
+log = logging.getLogger(__name__)
+
+
+class Lab:
+    """A running topology: ``with Lab(topo, run_id, journal) as lab: ...``."""
+
+    def __init__(self, topo: Topology, run_id: str, journal: Journal) -> None:
+        self.topo = topo.validate()
+        self.run_id = run_id
+        self.journal = journal
+        self.net: Any = None
+        self.bond_states: dict[str, bonds.BondState] = {}
+        self._mark = journal.mark()
+        self._sockets: dict[tuple[int, str | None], IPRoute] = {}
+        self._sockets_lock = threading.Lock()
+
+    # -- names ---------------------------------------------------------------------------
+    def node_name(self, node: str) -> str:
+        """The name Mininet and the kernel know ``node`` by."""
+        return prefixed(self.run_id, node) if self.topo.nodes[node].kind == "switch" else node
+
+    def ifname(self, node: str, intf: str) -> str:
+        if self.topo.nodes[node].kind == "switch":
+            return check_ifname(f"{self.node_name(node)}-{intf}")
+        return check_ifname(intf)
+
+    def netns(self, node: str) -> str | None:
+        """Path of ``node``'s network namespace for pyroute2; None for the root namespace."""
+        if self.topo.nodes[node].kind == "switch":
+            return None
+        return f"/proc/{self.net.get(node).pid}/ns/net"
+
+    def ipr(self, node: str) -> IPRoute:
+        """A netlink socket in ``node``'s namespace, kept for the lab's lifetime.
+
+        Opening one forks a helper (pyroute2 enters the namespace in a child), which is
+        slow inside User-mode Linux, so sockets are reused; one per thread, because a
+        pyroute2 socket belongs to the thread that made it.
+        """
+        netns = self.netns(node)
+        key = (threading.get_ident(), netns)
+        with self._sockets_lock:
+            if key not in self._sockets:
+                self._sockets[key] = IPRoute(netns=netns) if netns else IPRoute()
+            return self._sockets[key]
+
+    # -- life cycle ----------------------------------------------------------------------
+    def __enter__(self) -> Lab:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def start(self) -> None:
+        from mininet.log import setLogLevel
+        from mininet.net import Mininet
+        from mininet.nodelib import LinuxBridge
+
+        setLogLevel("error")
+        self.net = net = Mininet(controller=None, build=False, autoSetMacs=False,
+                                 autoStaticArp=False)
+        for name in self.topo.hosts():
+            host = net.addHost(name, ip=None)
+            self.journal.record_process(host.pid, f"mininet host shell {name}", group=True)
+        for number, name in enumerate(self.topo.switches(), start=1):
+            real = self.node_name(name)
+            self.journal.record("link", name=real)
+            # Mininet derives a dpid from digits in the name, which a run id may lack.
+            switch = net.addSwitch(real, cls=LinuxBridge, dpid=f"{number:016x}")
+            self.journal.record_process(switch.pid, f"mininet switch shell {real}",
+                                        group=True)
+        for link in self.topo.links:
+            names = (self.ifname(link.a, link.a_intf), self.ifname(link.b, link.b_intf))
+            for node, name in ((link.a, names[0]), (link.b, names[1])):
+                if self.topo.nodes[node].kind == "switch":
+                    self.journal.record("link", name=name)
+            net.addLink(self.node_name(link.a), self.node_name(link.b),
+                        intfName1=names[0], intfName2=names[1])
+        net.build()
+        net.start()
+        for bond in self.topo.bonds:
+            self.bond_states[bond.name] = bonds.create_bond(self.ipr(bond.node), bond)
+        self._configure_addresses()
+        for bond in self.topo.bonds:
+            self.bond_states[bond.name] = bonds.wait_ready(self.ipr(bond.node), bond.name)
+
+    def _configure_addresses(self) -> None:
+        for (node, intf), cidr in self.topo.addresses.items():
+            iface = ipaddress.ip_interface(cidr)
+            ipr = self.ipr(node)
+            idx = ipr.link_lookup(ifname=self.ifname(node, intf))
+            if not idx:
+                raise LabError(f"{node}:{intf} does not exist to take address {cidr}",
+                               f"fix the address in topologies/{self.topo.name}.py")
+            ipr.addr("add", index=idx[0], address=str(iface.ip),
+                     prefixlen=iface.network.prefixlen)
+            ipr.link("set", index=idx[0], state="up")
+
+    def stop(self) -> None:
+        with self._sockets_lock:
+            for sock in self._sockets.values():
+                sock.close()
+            self._sockets.clear()
+        if self.net is not None:
+            try:
+                self.net.stop()
+            except Exception as exc:  # the journal below still removes what is left
+                log.warning("mininet stop failed: %s", exc)
+            self.net = None
+        self.journal.rollback_to(self._mark)
+
+    # -- running things inside -----------------------------------------------------------
+    def popen(self, node: str, argv: Sequence[str], stdout: IO[bytes] | int | None = None,
+              stderr: IO[bytes] | int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in ``node``'s namespace; the journal kills it if we do not."""
+        proc = self.net.get(self.node_name(node)).popen(
+            list(argv), stdout=stdout if stdout is not None else subprocess.PIPE,
+            stderr=stderr, stdin=subprocess.DEVNULL)
+        self.journal.record_process(proc.pid, f"{argv[0]} in {node}")
+        return proc
+
+    def read_bond(self, node: str, name: str | None = None) -> bonds.BondState:
+        bond = self.topo.bond(node, name)
+        return bonds.read_bond(self.ipr(node), bond.name)
+
+    def active_member(self, node: str, name: str | None = None) -> str | None:
+        return bonds.active_member(self.ipr(node), self.topo.bond(node, name).name)
+
+    def write_state(self, path: Path) -> None:
+        """Record names as instantiated, for people reading a run folder."""
+        import json
+
+        path.write_text(json.dumps({
+            "run_id": self.run_id,
+            "nodes": {n: self.node_name(n) for n in self.topo.nodes},
+            "bonds": {k: v.as_dict() for k, v in self.bond_states.items()},
+        }, indent=2))

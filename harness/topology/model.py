@@ -1,0 +1,167 @@
+"""A topology as pure data: nodes, links, bonds and addresses, validated before anything exists.
+
+Topology modules in ``topologies/`` return a :class:`Topology` from ``build(params)``;
+the harness checks it here (every link end names a declared node, names fit the kernel's
+limits, no interface used twice) and only then instantiates it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from harness.errors import ConfigError
+
+NodeKind = Literal["host", "switch"]
+
+# Switch names are prefixed with "r" + a 4-character run id in the root namespace, and
+# their ports are "<switch>-<port>", so both must stay short to fit IFNAMSIZ (15).
+MAX_SWITCH_NAME = 4
+MAX_PORT_NAME = 4
+MAX_HOST_IFNAME = 15
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str
+    kind: NodeKind = "host"
+
+
+@dataclass(frozen=True)
+class Link:
+    """A cable: ``a:a_intf`` <-> ``b:b_intf``."""
+
+    a: str
+    a_intf: str
+    b: str
+    b_intf: str
+
+    def end(self, node: str, intf: str) -> tuple[str, str] | None:
+        """The far end of this cable seen from ``node:intf``, or None if not its end."""
+        if (self.a, self.a_intf) == (node, intf):
+            return self.b, self.b_intf
+        if (self.b, self.b_intf) == (node, intf):
+            return self.a, self.a_intf
+        return None
+
+
+@dataclass(frozen=True)
+class Bond:
+    """A Linux kernel bond on a host; ``options`` are pyroute2 ``bond_*`` keywords unprefixed."""
+
+    node: str
+    name: str
+    members: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Topology:
+    name: str
+    diagram: str
+    nodes: dict[str, Node] = field(default_factory=dict)
+    links: list[Link] = field(default_factory=list)
+    bonds: list[Bond] = field(default_factory=list)
+    # (node, interface) -> "address/prefix"
+    addresses: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    # -- building (what topology modules call) ----------------------------------------
+    def add_host(self, name: str) -> str:
+        return self._add(Node(name, "host"))
+
+    def add_switch(self, name: str) -> str:
+        return self._add(Node(name, "switch"))
+
+    def add_link(self, a: str, a_intf: str, b: str, b_intf: str) -> Link:
+        link = Link(a, a_intf, b, b_intf)
+        self.links.append(link)
+        return link
+
+    def add_bond(self, node: str, name: str, members: list[str], **options: Any) -> Bond:
+        bond = Bond(node, name, tuple(members), dict(options))
+        self.bonds.append(bond)
+        return bond
+
+    def add_address(self, node: str, intf: str, cidr: str) -> None:
+        self.addresses[(node, intf)] = cidr
+
+    def _add(self, node: Node) -> str:
+        if node.name in self.nodes:
+            raise ConfigError(f"topology {self.name}: node {node.name!r} is declared twice",
+                              "give every node a unique name")
+        self.nodes[node.name] = node
+        return node.name
+
+    # -- queries -------------------------------------------------------------------------
+    def hosts(self) -> list[str]:
+        return [n.name for n in self.nodes.values() if n.kind == "host"]
+
+    def switches(self) -> list[str]:
+        return [n.name for n in self.nodes.values() if n.kind == "switch"]
+
+    def far_end(self, node: str, intf: str) -> tuple[str, str]:
+        for link in self.links:
+            other = link.end(node, intf)
+            if other:
+                return other
+        raise ConfigError(f"topology {self.name}: no cable ends at {node}:{intf}",
+                          "name an interface that a link in the topology uses")
+
+    def bond(self, node: str, name: str | None = None) -> Bond:
+        for bond in self.bonds:
+            if bond.node == node and (name is None or bond.name == name):
+                return bond
+        raise ConfigError(f"topology {self.name}: node {node!r} has no bond"
+                          + (f" named {name!r}" if name else ""),
+                          "target a node whose topology declares a bond")
+
+    def address(self, node: str) -> str:
+        """The first address of ``node`` (without prefix length)."""
+        for (n, _intf), cidr in self.addresses.items():
+            if n == node:
+                return cidr.split("/")[0]
+        raise ConfigError(f"topology {self.name}: node {node!r} has no address",
+                          "add one with add_address()")
+
+    # -- validation ----------------------------------------------------------------------
+    def validate(self) -> Topology:
+        problems: list[str] = []
+        used: set[tuple[str, str]] = set()
+        for link in self.links:
+            for node, intf in ((link.a, link.a_intf), (link.b, link.b_intf)):
+                if node not in self.nodes:
+                    problems.append(f"link {link.a}:{link.a_intf}-{link.b}:{link.b_intf} "
+                                    f"references node {node!r}, which is not declared")
+                    continue
+                if (node, intf) in used:
+                    problems.append(f"interface {node}:{intf} is used by two links")
+                used.add((node, intf))
+                limit = MAX_PORT_NAME if self.nodes[node].kind == "switch" else MAX_HOST_IFNAME
+                if len(intf) > limit:
+                    problems.append(f"interface name {node}:{intf} is longer than {limit}"
+                                    " characters")
+        for name in self.switches():
+            if len(name) > MAX_SWITCH_NAME:
+                problems.append(f"switch name {name!r} is longer than {MAX_SWITCH_NAME}"
+                                " characters (it is prefixed with the run id)")
+        for bond in self.bonds:
+            if bond.node not in self.nodes:
+                problems.append(f"bond {bond.name} is on node {bond.node!r}, which is not"
+                                " declared")
+            for member in bond.members:
+                if (bond.node, member) not in used:
+                    problems.append(f"bond {bond.node}:{bond.name} member {member!r} is not"
+                                    " an interface of any link")
+        for (node, intf), cidr in self.addresses.items():
+            if node not in self.nodes:
+                problems.append(f"address {cidr} is on node {node!r}, which is not declared")
+            try:
+                ipaddress.ip_interface(cidr)
+            except ValueError:
+                problems.append(f"address {cidr!r} on {node}:{intf} is not address/prefix")
+        if problems:
+            raise ConfigError(f"topology {self.name} is inconsistent:\n  - "
+                              + "\n  - ".join(problems),
+                              f"correct topologies/{self.name}.py")
+        return self
