@@ -21,6 +21,8 @@ from harness.naming import new_run_id
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="RedLab: prove network redundancy on real kernels.")
 log = logging.getLogger("redlab")
+# Every topology needs veth pairs and bridges; inside UML both are modules.
+LAB_BASE_FEATURES = ("veth", "bridge")
 
 
 def _fail(exc: RedLabError) -> NoReturn:
@@ -120,6 +122,7 @@ def _choose_lab(requested: str, needs: list[str]) -> str:
 
 def _run_in_uml(scenario: Path, overrides: dict[str, str], repeat: int, out: Path,
                 run_id: str, deadline: float, requires: list[str]) -> None:
+    from harness.lab import guest_modules
     from harness.lab.uml import GuestSpec, run_in_uml
 
     argv = [sys.executable, "-m", "harness", "run", str(scenario), "--lab", "native",
@@ -130,15 +133,50 @@ def _run_in_uml(scenario: Path, overrides: dict[str, str], repeat: int, out: Pat
     log.info("booting User-mode Linux for %s (modules: %s)", scenario.name,
              ", ".join(requires) or "none")
     with Journal(f"{run_id}-host") as journal:
+        journal.record("run_folder", path=str(out))
         result = run_in_uml(
             GuestSpec(argv=argv, cwd=Path.cwd(), writable=[out],
-                      modules=[m for m in requires if m != "openvswitch"],
+                      modules=guest_modules([*LAB_BASE_FEATURES, *requires]),
                       start_ovs="openvswitch" in requires),
             deadline_s=deadline, journal=journal)
     log.info("UML: boot %.1f s, run %.1f s, exit %d", result.boot_s, result.run_s,
              result.returncode)
     if result.returncode != 0:
         raise typer.Exit(result.returncode)
+
+
+@app.command()
+def suite(
+    suite_file: Annotated[Path, typer.Argument(help="suite file in scenarios/suites/")],
+    out: Annotated[Path | None, typer.Option(help="folder for the suite's runs (default: results/<suite>-<time>)")] = None,  # noqa: E501
+    lab: Annotated[str, typer.Option(help="where the lab runs: auto, native or uml")] = "auto",
+    deadline: Annotated[float, typer.Option(help="seconds before one UML run is killed")] = timeouts.UML_RUN_DEFAULT,  # noqa: E501
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run every scenario of a suite, each into its own folder under OUT."""
+    from harness.scenario.suite import load_suite
+
+    _setup(verbose)
+    try:
+        spec = load_suite(suite_file)
+        # Validate every run before the first one starts: a typo in run 3 fails now.
+        from harness.scenario.model import load_scenario
+        from harness.topology.loader import build_topology
+
+        for item in spec.runs:
+            scenario = load_scenario(item.scenario)
+            build_topology(scenario.topology, {**scenario.params, **item.params})
+        root = out or Path("results") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
+        for number, item in enumerate(spec.runs, start=1):
+            params = {k: str(v) for k, v in item.params.items()}
+            _run(item.scenario, params, item.repeat,
+                 root / f"{number:02d}-{item.scenario.stem}", lab, deadline, None)
+        typer.echo(f"suite {spec.name}: {len(spec.runs)} run(s) written under {root}")
+    except RedLabError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: the lab was torn down; finished trials are kept", err=True)
+        raise typer.Exit(130) from None
 
 
 @app.command()

@@ -132,6 +132,8 @@ def describe(entry: dict[str, Any]) -> str:
         return f"{kind} {entry['name']}"
     if kind == "path":
         return f"path {entry['path']}"
+    if kind == "run_folder":
+        return f"run folder {entry['path']} (marked interrupted)"
     return json.dumps(entry)
 
 
@@ -146,6 +148,8 @@ def undo(entry: dict[str, Any]) -> bool:
         return _delete_ovs_bridge(entry["name"])
     if kind == "path":
         return _remove_path(Path(entry["path"]))
+    if kind == "run_folder":
+        return _mark_interrupted(Path(entry["path"]))
     log.warning("journal entry of unknown kind %r left alone", kind)
     return False
 
@@ -200,6 +204,23 @@ def _remove_path(path: Path) -> bool:
         path.unlink(missing_ok=True)
         return True
     return False
+
+
+def _mark_interrupted(folder: Path) -> bool:
+    """A killed run cannot say it was interrupted: say it for it, keeping every result."""
+    meta_path = folder / "metadata.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    if meta.get("status") != "running":
+        return False
+    meta["status"] = "interrupted"
+    meta["error"] = "the run was killed; redlab clean removed what it left"
+    tmp = meta_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, meta_path)
+    return True
 
 
 def stale_journals() -> Iterator[tuple[Journal, dict[str, Any]]]:

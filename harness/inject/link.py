@@ -9,6 +9,7 @@ One member is failed by its interface, never by node pair (Mininet's
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,16 +54,25 @@ class LinkCut:
         return (f"link_down {self.node}:{self.intf} <-> {far_node}:{far_intf}"
                 f" (down at the {self.end} end)")
 
-    def apply(self) -> None:
+    def apply(self) -> int:
+        """Cut; returns the wall-clock time the kernel acknowledged the first end down."""
+        acked = 0
         for node, intf in self.ends():
             set_admin_state(self.lab, node, intf, up=False)
+            acked = acked or time.time_ns()
         timeouts.wait_for(f"carrier loss on {self.node}:{self.intf}",
                           lambda: not carrier(self.lab, self.node, self.intf),
-                          timeouts.LINK_STATE, interval=0.001)
+                          timeouts.LINK_STATE, interval=0.005)
 
-    def restore(self) -> None:
+        return acked
+
+    def restore(self) -> int:
+        """Undo the cut; returns when the kernel acknowledged the first end up."""
+        acked = 0
         for node, intf in self.ends():
             set_admin_state(self.lab, node, intf, up=True)
+            acked = acked or time.time_ns()
         timeouts.wait_for(f"carrier back on {self.node}:{self.intf}",
                           lambda: carrier(self.lab, self.node, self.intf),
-                          timeouts.LINK_STATE, interval=0.001)
+                          timeouts.LINK_STATE, interval=0.005)
+        return acked

@@ -30,7 +30,7 @@ from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
 
-BOND_POLL_S = 0.002  # bond watcher poll period: the resolution of failover_detected_ms
+BOND_POLL_S = 0.01  # bond watcher poll period; UML kernels tick at 100 Hz, so no finer
 
 
 @dataclass
@@ -85,18 +85,14 @@ class Timeline:
             if intf == "active":
                 intf = self.lab.active_member(step.node) or ""
             cut = LinkCut(self.lab, step.node, intf, step.end)
-            t = time.time_ns()
-            cut.apply()
-            self.events.add("cut", step.node, cut.describe(), t_ns=t)
+            self.events.add("cut", step.node, cut.describe(), t_ns=cut.apply())
             self.cuts.append(cut)
         elif step.action == "restore":
             if not self.cuts:
                 raise RedLabError("a restore step comes before any cut",
                                   "put a cut step before each restore in the scenario")
             cut = self.cuts.pop()
-            t = time.time_ns()
-            cut.restore()
-            self.events.add("restore", cut.node, cut.describe(), t_ns=t)
+            self.events.add("restore", cut.node, cut.describe(), t_ns=cut.restore())
 
     def failures(self) -> str:
         return "; ".join(e["detail"] for e in self.events.events if e["kind"] == "cut")
@@ -188,16 +184,19 @@ def run_scenario(req: RunRequest) -> RunStore:
         "repeat": req.repeat,
         "topology_diagram": req.topology.diagram,
     })
-    try:
-        with Journal(req.run_id) as journal:
+    with Journal(req.run_id) as journal:
+        # Recorded first, undone last: if this process is killed, redlab clean marks the
+        # folder interrupted. On every other path the status is final before rollback.
+        journal.record("run_folder", path=str(req.out))
+        try:
             for trial in range(1, req.repeat + 1):
                 store.add_row(run_trial(req, store, journal, trial))
                 log.info("trial %d/%d done", trial, req.repeat)
-    except KeyboardInterrupt:
-        store.finish("interrupted", "interrupted by the user")
-        raise
-    except BaseException as exc:
-        store.finish("failed", str(exc))
-        raise
-    store.finish("complete")
+        except KeyboardInterrupt:
+            store.finish("interrupted", "interrupted by the user")
+            raise
+        except BaseException as exc:
+            store.finish("failed", str(exc))
+            raise
+        store.finish("complete")
     return store

@@ -115,6 +115,10 @@ class Lab:
         self._configure_addresses()
         for bond in self.topo.bonds:
             self.bond_states[bond.name] = bonds.wait_ready(self.ipr(bond.node), bond.name)
+        # Open every node's socket now: opening one costs tens of ms under UML, which
+        # must not land inside a measured failure.
+        for node in self.topo.nodes:
+            self.ipr(node)
 
     def _configure_addresses(self) -> None:
         for (node, intf), cidr in self.topo.addresses.items():

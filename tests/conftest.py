@@ -1,0 +1,23 @@
+"""Shared fixtures: where the repository is, and how to call the redlab command."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SCENARIOS = REPO / "scenarios"
+
+
+def redlab(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
+    """Run the real command line, as a user would, from the repository root."""
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, text=True,
+                          capture_output=True, timeout=timeout, check=False, **kwargs)
+
+
+@pytest.fixture
+def repo() -> Path:
+    return REPO

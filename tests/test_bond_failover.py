@@ -1,0 +1,104 @@
+"""The foundation scenario on a real kernel: an active-backup bond loses its active member.
+
+On a kernel without bonding (our CI's) the run boots User-mode Linux, so every figure
+here comes from a real kernel bond with real traffic.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import platform
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.lab import capabilities
+
+from .conftest import redlab
+from .lab_state import Snapshot
+
+pytestmark = pytest.mark.lab
+MIIMON = 100
+
+
+@pytest.fixture(scope="module")
+def bond_run(tmp_path_factory) -> Path:
+    before = Snapshot.take()
+    out = tmp_path_factory.mktemp("bond") / "run"
+    done = redlab("run", "scenarios/bond-active-backup.yaml", "--param", f"miimon={MIIMON}",
+                  "--repeat", "2", "--out", str(out))
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert Snapshot.take().new_since(before) == {}, "the run left lab objects behind"
+    return out
+
+
+def rows(out: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader(open(out / "summary.csv")))
+
+
+def events(out: Path, trial: int) -> list[dict[str, str]]:
+    return list(csv.DictReader(open(out / f"trial-{trial:03d}" / "events.csv")))
+
+
+def test_summary_has_one_row_per_trial_with_the_required_columns(bond_run):
+    frame = pd.read_csv(bond_run / "summary.csv")
+    assert list(frame["trial"]) == [1, 2]
+    for column in ("scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms",
+                   "lost_packets", "throughput_before_mbps", "throughput_during_mbps",
+                   "throughput_after_mbps", "bond_mode", "miimon"):
+        assert column in frame.columns
+    assert (frame["miimon"] == MIIMON).all()
+    meta = json.loads((bond_run / "metadata.json").read_text())
+    assert meta["status"] == "complete" and meta["trials_done"] == 2
+
+
+def test_the_lab_ran_on_a_kernel_with_bonding(bond_run):
+    for row in rows(bond_run):
+        if capabilities.probe("bonding"):
+            assert row["lab"] == "native"
+        else:
+            # This host cannot make a bond: the trial must have run inside UML's kernel.
+            assert row["lab"] == "uml"
+            assert row["kernel"] != platform.release()
+
+
+def test_the_kernel_reports_an_active_backup_bond_with_the_asked_miimon(bond_run):
+    for trial in (1, 2):
+        lab = json.loads((bond_run / f"trial-{trial:03d}" / "lab.json").read_text())
+        bond = lab["bonds"]["bond0"]
+        assert bond["mode"] == "active-backup"
+        assert bond["miimon"] == MIIMON
+        assert set(bond["members"]) == {"eth0", "eth1"}
+        assert all(bond["members"].values()), "every member had carrier before the cut"
+
+
+def test_the_active_member_changes_after_its_cable_is_cut(bond_run):
+    for row in rows(bond_run):
+        trial = int(row["trial"])
+        timeline = events(bond_run, trial)
+        cut = next(e for e in timeline if e["kind"] == "cut")
+        cut_member = row["active_before"].split(":")[1]
+        assert f"srv:{cut_member} <->" in cut["detail"], "the active member was the one cut"
+        changes = [e for e in timeline if e["kind"] == "bond_active_changed"
+                   and int(e["t_ns"]) > int(cut["t_ns"])]
+        assert changes and changes[0]["detail"].startswith(f"{cut_member} -> ")
+        assert row["active_after"] != row["active_before"]
+
+
+def test_traffic_resumes_after_the_failover(bond_run):
+    for row in rows(bond_run):
+        before = float(row["throughput_before_mbps"])
+        assert before > 1
+        assert float(row["throughput_during_mbps"]) > 0.5 * before
+        assert float(row["throughput_after_mbps"]) > 0.5 * before
+    packets = json.loads((bond_run / "trial-001" / "irtt.json").read_text())["round_trips"]
+    assert packets[-1]["lost"] == "false", "the probe's last packets came back"
+
+
+def test_failover_gap_is_positive_and_below_miimon_plus_100ms(bond_run):
+    for row in rows(bond_run):
+        gap = float(row["failover_gap_ms"])
+        assert 0 < gap < MIIMON + 100, f"trial {row['trial']}: gap {gap} ms"

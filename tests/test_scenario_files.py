@@ -1,0 +1,74 @@
+"""Scenario and suite files: every shipped one loads; typos and bad values are clear errors."""
+
+from pathlib import Path
+
+import pytest
+
+from harness.errors import ConfigError
+from harness.scenario.model import load_scenario
+from harness.scenario.suite import load_suite
+from harness.topology.loader import build_topology
+
+from .conftest import SCENARIOS
+
+
+@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)
+def test_every_shipped_scenario_loads_and_builds_its_topology(path):
+    scenario = load_scenario(path)
+    build_topology(scenario.topology, scenario.params)
+
+
+@pytest.mark.parametrize("path", sorted((SCENARIOS / "suites").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_every_shipped_suite_names_existing_scenarios(path):
+    assert load_suite(path).runs
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "s.yaml"
+    path.write_text(text)
+    return path
+
+
+VALID = (SCENARIOS / "bond-active-backup.yaml").read_text()
+
+
+def test_a_misspelt_key_is_reported_by_name(tmp_path):
+    path = write(tmp_path, VALID.replace("duration_s:", "duraton_s:"))
+    with pytest.raises(ConfigError, match=r"traffic.duraton_s: unknown key"):
+        load_scenario(path)
+
+
+def test_broken_yaml_is_reported_with_the_file(tmp_path):
+    path = write(tmp_path, "name: [unclosed\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_scenario(path)
+
+
+def test_steps_out_of_time_order_are_rejected(tmp_path):
+    path = write(tmp_path, VALID.replace("at_s: 7", "at_s: 1"))
+    with pytest.raises(ConfigError, match="time order"):
+        load_scenario(path)
+
+
+def test_a_step_after_traffic_ends_is_rejected(tmp_path):
+    path = write(tmp_path, VALID.replace("at_s: 7", "at_s: 12"))
+    with pytest.raises(ConfigError, match="not before the end of traffic"):
+        load_scenario(path)
+
+
+def test_an_unknown_parameter_lists_the_known_ones():
+    with pytest.raises(ConfigError) as info:
+        build_topology("bond_server", {"mimon": "100"})
+    assert "mimon: unknown key" in info.value.problem
+    assert "miimon" in info.value.fix
+
+
+def test_an_unknown_bond_mode_parameter_names_the_valid_modes():
+    with pytest.raises(ConfigError, match="unknown bond mode 'active-bakup'.*802.3ad"):
+        build_topology("bond_server", {"bond_mode": "active-bakup"})
+
+
+def test_a_missing_scenario_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_scenario(tmp_path / "nope.yaml")
