@@ -12,6 +12,18 @@ REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "scenarios"
 
 
+# Where the real-lab runs happened, printed at the end of the session so the CI log says
+# which kernel the bond tests ran on.
+LAB_REPORT: list[str] = []
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if LAB_REPORT:
+        terminalreporter.section("where the labs ran")
+        for line in LAB_REPORT:
+            terminalreporter.write_line(line)
+
+
 def redlab(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as a user would, from the repository root."""
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, text=True,

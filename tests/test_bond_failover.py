@@ -16,7 +16,7 @@ import pytest
 
 from harness.lab import capabilities
 
-from .conftest import redlab
+from .conftest import LAB_REPORT, redlab
 from .lab_state import Snapshot
 
 pytestmark = pytest.mark.lab
@@ -32,6 +32,11 @@ def bond_run(tmp_path_factory) -> Path:
     print(done.stdout[-3000:], done.stderr[-3000:])
     assert done.returncode == 0, done.stderr[-3000:]
     assert Snapshot.take().new_since(before) == {}, "the run left lab objects behind"
+    for row in rows(out):
+        LAB_REPORT.append(
+            f"bond-active-backup trial {row['trial']}: lab={row['lab']} kernel={row['kernel']}"
+            f" (host kernel {platform.release()}), failover gap {row['failover_gap_ms']} ms,"
+            f" active {row['active_before']} -> {row['active_after']}")
     return out
 
 

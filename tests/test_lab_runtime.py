@@ -174,7 +174,7 @@ def test_writable_folder_reaches_host_and_root_stays_read_only(
 
 
 @needs_uml
-def test_venv_python_under_tmp_runs_harness_probe_and_sees_bonding(journal: Journal) -> None:
+def test_harness_probe_inside_the_guest_autoloads_and_sees_bonding(journal: Journal) -> None:
     # No modules= on purpose: the probe's `ip link add type bond` must autoload bonding.
     code = "from harness.lab.capabilities import probe; print(probe('bonding'))"
     result = run_in_uml(GuestSpec(argv=[sys.executable, "-c", code], cwd=REPO,
