@@ -83,17 +83,18 @@ def run(
 
 def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path | None,
          lab: str, deadline: float, run_id: str | None) -> None:
+    from harness.lab import LABS, choose_lab
     from harness.scenario.model import load_scenario
     from harness.scenario.runner import RunRequest, run_scenario
     from harness.topology.loader import build_topology
 
     # Everything is validated before anything is created.
-    if lab not in ("auto", "native", "uml"):
-        raise ConfigError(f"--lab {lab!r} is not one of auto, native, uml", "pick one of them")
+    if lab not in LABS:
+        raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one of them")
     scenario = load_scenario(scenario_path)
     topology, params = build_topology(scenario.topology, {**scenario.params, **overrides})
     inside_uml = os.environ.get("REDLAB_LAB") == "uml"
-    where = "native" if inside_uml else _choose_lab(lab, scenario.requires)
+    where = "native" if inside_uml else choose_lab(lab, scenario.requires)
     run_id = run_id or new_run_id()
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -112,12 +113,6 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         log.info("trial %s: failover gap %.1f ms (%s lost), active %s -> %s",
                  row["trial"], row["failover_gap_ms"], row["lost_packets"],
                  row["active_before"], row["active_after"])
-
-
-def _choose_lab(requested: str, needs: list[str]) -> str:
-    from harness.lab import choose_lab
-
-    return choose_lab(requested, needs)
 
 
 def _run_in_uml(scenario: Path, overrides: dict[str, str], repeat: int, out: Path,

@@ -132,9 +132,10 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         finally:
             for w in watchers:
                 w.stop()
-        active_after = {w.node: w.active for w in watchers}
+        final = {n: lab.read_bond(n) for n in bonded}  # the kernel's word, not the watcher's
+        active_after = {n: state.active_member for n, state in final.items()}
         (tdir / "bonds.json").write_text(json.dumps(
-            {n: lab.read_bond(n).as_dict() for n in bonded}, indent=2))
+            {n: state.as_dict() for n, state in final.items()}, indent=2))
     return _summary_row(req, trial, events, timeline, intervals, packets,
                         active_before, active_after, bring_up_s)
 
