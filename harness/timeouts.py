@@ -39,7 +39,8 @@ def wait_for(
         if time.monotonic() >= deadline:
             raise LabError(
                 f"timed out after {timeout:g} s waiting for {what}",
-                "the lab did not reach the expected state; rerun with --keep-logs and read the"
-                " run folder, or raise the timeout in harness/timeouts.py if the machine is slow",
+                "the lab did not reach the expected state: read the run folder (events.csv,"
+                " raw tool output), or raise the timeout in harness/timeouts.py if this"
+                " machine is slow",
             )
         time.sleep(interval)

@@ -20,13 +20,21 @@ from harness.topology.build import Lab
 End = Literal["near", "far", "both"]
 
 
-def set_admin_state(lab: Lab, node: str, intf: str, up: bool) -> None:
+def set_admin_state(lab: Lab, node: str, intf: str, up: bool) -> tuple[int, int]:
+    """Change the state; returns the wall clock just before the request and at its ack.
+
+    The kernel makes the change somewhere inside that call (a link going down takes a few
+    ms of work before the ack), so the call's middle is the event's time and its length
+    the uncertainty.
+    """
     ipr = lab.ipr(node)
     idx = ipr.link_lookup(ifname=lab.ifname(node, intf))
     if not idx:
         raise LabError(f"cannot change {node}:{intf}: no such interface",
                        "check the scenario's node and interface names")
+    before = time.time_ns()
     ipr.link("set", index=idx[0], state="up" if up else "down")
+    return before, time.time_ns()
 
 
 def carrier(lab: Lab, node: str, intf: str) -> bool:
@@ -43,6 +51,7 @@ class LinkCut:
     node: str
     intf: str
     end: End = "far"
+    call_ns: int = 0  # length of the last netlink call: the uncertainty of its time
 
     def ends(self) -> list[tuple[str, str]]:
         far = self.lab.topo.far_end(self.node, self.intf)
@@ -54,25 +63,24 @@ class LinkCut:
         return (f"link_down {self.node}:{self.intf} <-> {far_node}:{far_intf}"
                 f" (down at the {self.end} end)")
 
+    def _switch(self, up: bool) -> int:
+        calls = [set_admin_state(self.lab, node, intf, up) for node, intf in self.ends()]
+        before, acked = calls[0]
+        self.call_ns = acked - before
+        return (before + acked) // 2
+
     def apply(self) -> int:
-        """Cut; returns the wall-clock time the kernel acknowledged the first end down."""
-        acked = 0
-        for node, intf in self.ends():
-            set_admin_state(self.lab, node, intf, up=False)
-            acked = acked or time.time_ns()
+        """Cut; returns when the first end went down (middle of its netlink call)."""
+        t = self._switch(up=False)
         timeouts.wait_for(f"carrier loss on {self.node}:{self.intf}",
                           lambda: not carrier(self.lab, self.node, self.intf),
-                          timeouts.LINK_STATE, interval=0.005)
-
-        return acked
+                          timeouts.LINK_STATE, interval=0.02)
+        return t
 
     def restore(self) -> int:
-        """Undo the cut; returns when the kernel acknowledged the first end up."""
-        acked = 0
-        for node, intf in self.ends():
-            set_admin_state(self.lab, node, intf, up=True)
-            acked = acked or time.time_ns()
+        """Undo the cut; returns when the first end came up (middle of its netlink call)."""
+        t = self._switch(up=True)
         timeouts.wait_for(f"carrier back on {self.node}:{self.intf}",
                           lambda: carrier(self.lab, self.node, self.intf),
-                          timeouts.LINK_STATE, interval=0.005)
-        return acked
+                          timeouts.LINK_STATE, interval=0.02)
+        return t

@@ -19,6 +19,7 @@ from harness.topology.build import Lab
 
 PORT = 5201
 INTERVAL_S = 0.1  # iperf3's shortest reporting interval
+TCP_WRITE = "16K"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,10 @@ class IperfRun:
                 "-P", str(s.parallel)]
         if s.protocol == "udp":
             argv.append("-u")
+        else:
+            # iperf3's default 128 KiB writes at a paced 10 Mbit/s land about one per
+            # 0.1 s interval, leaving intervals empty: small writes keep the series smooth.
+            argv += ["-l", TCP_WRITE]
         self._out = open(self.out_json, "wb")  # noqa: SIM115 - closed in finish()
         self.started_ns = time.time_ns()
         self._client_proc = self.lab.popen(self.client, argv, stdout=self._out)

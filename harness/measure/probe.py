@@ -105,7 +105,7 @@ class ProbeRun:
                            " read the trial folder") from exc
         if self._client_proc.returncode != 0 or not self.out_json.exists():
             raise LabError(f"irtt client failed: {err.decode(errors='replace').strip()}",
-                           "check that irtt is installed (scripts/setup.sh) and the path")
+                           "check that irtt is installed (scripts/bootstrap setup) and the path")
         return parse_doc(self.out_json.read_text())
 
 

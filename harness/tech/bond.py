@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from pyroute2 import IPRoute
@@ -125,6 +126,22 @@ def active_member(ipr: IPRoute, name: str) -> str | None:
     data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
     active_idx = data.get("IFLA_BOND_ACTIVE_SLAVE") if data is not None else None
     return ipr.get_links(active_idx)[0].get("IFLA_IFNAME") if active_idx else None
+
+
+def active_member_proc(pid: int, name: str) -> str | None:
+    """The active member from the bonding driver's status file, for polling.
+
+    ``/proc/<pid>/net`` shows the network namespace of ``pid``. Reading it costs about
+    0.3 ms inside User-mode Linux against 5 ms for a pyroute2 request, and a watcher
+    polling every few ms must not starve the lab it watches. Modes without an active
+    member (802.3ad, balance-*) have no such line: None.
+    """
+    text = Path(f"/proc/{pid}/net/bonding/{name}").read_text()
+    for line in text.splitlines():
+        if line.startswith("Currently Active Slave:"):
+            value = line.partition(":")[2].strip()
+            return None if value == "None" else value
+    return None
 
 
 def wait_ready(ipr: IPRoute, name: str) -> BondState:

@@ -113,6 +113,8 @@ class Lab:
         for bond in self.topo.bonds:
             self.bond_states[bond.name] = bonds.create_bond(self.ipr(bond.node), bond)
         self._configure_addresses()
+        if self.topo.static_neighbours:
+            self._configure_static_neighbours()
         for bond in self.topo.bonds:
             self.bond_states[bond.name] = bonds.wait_ready(self.ipr(bond.node), bond.name)
         # Open every node's socket now: opening one costs tens of ms under UML, which
@@ -131,6 +133,19 @@ class Lab:
             ipr.addr("add", index=idx[0], address=str(iface.ip),
                      prefixlen=iface.network.prefixlen)
             ipr.link("set", index=idx[0], state="up")
+
+    def _configure_static_neighbours(self) -> None:
+        ends = []
+        for (node, intf), cidr in self.topo.addresses.items():
+            ipr = self.ipr(node)
+            idx = ipr.link_lookup(ifname=self.ifname(node, intf))[0]
+            mac = ipr.get_links(idx)[0].get("IFLA_ADDRESS")
+            ends.append((node, idx, ipaddress.ip_interface(cidr), mac))
+        for node, idx, iface, _ in ends:
+            for other, _, other_iface, other_mac in ends:
+                if other != node and other_iface.ip in iface.network:
+                    self.ipr(node).neigh("add", dst=str(other_iface.ip), lladdr=other_mac,
+                                         ifindex=idx, state="permanent")
 
     def stop(self) -> None:
         with self._sockets_lock:
@@ -161,6 +176,11 @@ class Lab:
 
     def active_member(self, node: str, name: str | None = None) -> str | None:
         return bonds.active_member(self.ipr(node), self.topo.bond(node, name).name)
+
+    def poll_active_member(self, node: str, name: str | None = None) -> str | None:
+        """Cheap enough to call every few ms (see bonds.active_member_proc)."""
+        pid = self.net.get(self.node_name(node)).pid
+        return bonds.active_member_proc(pid, self.topo.bond(node, name).name)
 
     def write_state(self, path: Path) -> None:
         """Record names as instantiated, for people reading a run folder."""

@@ -65,6 +65,9 @@ class Topology:
     bonds: list[Bond] = field(default_factory=list)
     # (node, interface) -> "address/prefix"
     addresses: dict[tuple[str, str], str] = field(default_factory=dict)
+    # Permanent neighbour (ARP) entries between hosts on one subnet. Off by default:
+    # re-resolving a neighbour after carrier loss is part of what a real failover costs.
+    static_neighbours: bool = False
 
     # -- building (what topology modules call) ----------------------------------------
     def add_host(self, name: str) -> str:
