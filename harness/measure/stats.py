@@ -31,3 +31,52 @@ def mean_throughput_mbps(intervals: Sequence[Interval], start_ns: int, end_ns: i
     chosen = [i.bits_per_second for i in intervals
               if start_ns <= (i.start_ns + i.end_ns) // 2 < end_ns]
     return statistics.fmean(chosen) / 1e6 if chosen else float("nan")
+
+
+def throughput_dip_ms(intervals: Sequence[Interval], down_ns: int, until_ns: int,
+                      baseline_s: float = 1.0) -> float:
+    """What an iperf3-only user would call the outage: the missing share of the receive rate.
+
+    Baseline = median rate over ``baseline_s`` before ``down_ns``; every interval from
+    ``down_ns`` to ``until_ns`` contributes (1 - rate/baseline) x its width. TCP's
+    retransmission timer and slow start make this larger than the real outage, and the
+    0.1 s intervals make it coarse: it is reported beside the probe to show why.
+    """
+    before = [i.bits_per_second for i in intervals
+              if down_ns - baseline_s * 1e9 <= i.start_ns and i.end_ns <= down_ns]
+    if not before:
+        return float("nan")
+    baseline = statistics.median(before)
+    if baseline <= 0:
+        return float("nan")
+    missing_ns = 0.0
+    for i in intervals:
+        if i.end_ns <= down_ns or i.start_ns >= until_ns:
+            continue
+        missing_ns += max(0.0, 1 - i.bits_per_second / baseline) * (i.end_ns - i.start_ns)
+    return missing_ns / 1e6
+
+
+def time_to_recover_ms(intervals: Sequence[Interval], event_ns: int, fraction: float = 0.9,
+                       baseline_s: float = 1.0) -> float:
+    """From ``event_ns`` until the receive rate is back to ``fraction`` of its baseline.
+
+    Baseline = median rate over ``baseline_s`` before the event. The rate has recovered
+    at the end of the last interval below the threshold in the run of such intervals
+    that follows the event; 0 if the first interval after the event is already above
+    it; NaN if it never recovers or there is no baseline.
+    """
+    before = [i.bits_per_second for i in intervals
+              if event_ns - baseline_s * 1e9 <= i.start_ns and i.end_ns <= event_ns]
+    after = [i for i in intervals if i.end_ns > event_ns]
+    if not before or not after:
+        return float("nan")
+    threshold = fraction * statistics.median(before)
+    recovered_ns = None
+    for interval in after:
+        if interval.bits_per_second >= threshold:
+            break
+        recovered_ns = interval.end_ns
+    else:
+        return float("nan")
+    return 0.0 if recovered_ns is None else (recovered_ns - event_ns) / 1e6

@@ -1,0 +1,138 @@
+"""Calibration: inject outages of known length into an unprotected path, measure them.
+
+A user trusts a failover gap only if the probe, on this very machine, reports known
+outages correctly. The path (topologies/path.py) has no redundancy, so cutting srv's
+cable for L ms stops traffic for L ms; the injected length is what the kernel
+acknowledged (link down to link up), not what was asked. Lengths are interleaved so
+that drift over the run does not bias one length.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from harness.inject.link import LinkCut
+from harness.journal import Journal
+from harness.measure import outages, stats
+from harness.measure.iperf import IperfRun, IperfSettings
+from harness.measure.probe import ProbeRun, ProbeSettings
+from harness.results.events import EventLog
+from harness.results.store import lab_kind
+from harness.topology.build import Lab
+from harness.topology.loader import build_topology
+
+LEAD_S = 1.5  # traffic settles (TCP slow start, ARP) before the first outage
+
+
+@dataclass(frozen=True)
+class CalibrationPlan:
+    lengths_ms: tuple[float, ...] = (20, 100, 500, 2000)
+    repeat: int = 3
+    interval_ms: float = 1.0
+    spacing_s: float = 1.0  # quiet time after each outage, so outages stay separate
+    iperf_rate: str = "10M"
+
+    def order(self) -> list[float]:
+        return [length for _ in range(self.repeat) for length in self.lengths_ms]
+
+    def duration_s(self) -> float:
+        return LEAD_S + sum(length / 1000 + self.spacing_s for length in self.order()) + 1
+
+
+@dataclass(frozen=True)
+class Injection:
+    number: int
+    requested_ms: float
+    down_ns: int
+    up_ns: int
+
+
+def _sleep_until(t_ns: int) -> None:
+    while (delay := (t_ns - time.time_ns()) / 1e9) > 0:
+        time.sleep(delay)
+
+
+def inject_outages(lab: Lab, plan: CalibrationPlan, start_ns: int,
+                   events: EventLog) -> list[Injection]:
+    injections = []
+    next_ns = start_ns + int(LEAD_S * 1e9)
+    for number, length in enumerate(plan.order(), start=1):
+        _sleep_until(next_ns)
+        cut = LinkCut(lab, "srv", "eth0", end="far")
+        down = cut.apply()
+        events.add("cut", "srv", f"outage {number}: {length:g} ms; {cut.describe()}", t_ns=down)
+        _sleep_until(down + int(length * 1e6))
+        up = cut.restore()
+        events.add("restore", "srv", f"outage {number}", t_ns=up)
+        injections.append(Injection(number, length, down, up))
+        next_ns = up + int(plan.spacing_s * 1e9)
+    return injections
+
+
+def _matching_outage(found: list[outages.Outage], inj: Injection) -> outages.Outage | None:
+    """The probe outage that overlaps the injection most (None if the probe saw none)."""
+    def overlap(o: outages.Outage) -> int:
+        start = o.start_ns if o.start_ns is not None else inj.down_ns
+        end = o.end_ns if o.end_ns is not None else inj.up_ns
+        return min(end, inj.up_ns) - max(start, inj.down_ns)
+
+    best = max(found, key=overlap, default=None)
+    return best if best is not None and overlap(best) > 0 else None
+
+
+def run_calibration(plan: CalibrationPlan, out: Path, run_id: str) -> pd.DataFrame:
+    out.mkdir(parents=True, exist_ok=True)
+    topo, _ = build_topology("path", {})
+    with Journal(run_id) as journal, Lab(topo, run_id, journal) as lab:
+        journal.record("run_folder", path=str(out))
+        probe = ProbeRun(lab, "srv", "cli", ProbeSettings(plan.interval_ms,
+                                                          plan.duration_s() + 0.5),
+                         out / "irtt.json")
+        iperf = IperfRun(lab, "srv", "cli", IperfSettings("tcp", plan.iperf_rate, 1,
+                                                          plan.duration_s()),
+                         out / "iperf3.json")
+        probe.start()
+        iperf.start()
+        events = EventLog(out / "events.csv", t0_ns=iperf.started_ns)
+        events.add("traffic_start", "cli", "irtt + iperf3 tcp from srv", t_ns=iperf.started_ns)
+        injections = inject_outages(lab, plan, iperf.started_ns, events)
+        intervals = iperf.finish()
+        packets = probe.finish()
+    analysis = outages.analyse(packets, "round_trip")
+    interval_ms = analysis.interval_ns / 1e6
+    bound_ms = max(2.0, 2 * interval_ms)
+    rows: list[dict[str, Any]] = []
+    for inj in injections:
+        injected = (inj.up_ns - inj.down_ns) / 1e6
+        match = _matching_outage(analysis.outages, inj)
+        # No outage seen, or one still open at the end of the trace: not a measurement.
+        nan = float("nan")
+        measured = match.estimate_ms if match and match.estimate_ms is not None else nan
+        window = match.duration_ms if match and match.duration_ms is not None else nan
+        rows.append({
+            "injection": inj.number,
+            "requested_ms": inj.requested_ms,
+            "injected_ms": round(injected, 3),
+            "measured_ms": round(measured, 3),
+            "error_ms": round(measured - injected, 3),
+            "bound_ms": round(bound_ms, 3),
+            "within_bound": bool(abs(measured - injected) <= bound_ms),
+            "window_ms": round(window, 3),
+            "lost_span_ms": round(match.lost_span_ms, 3) if match else nan,
+            "lost_packets": match.lost if match is not None else 0,
+            "probe_rate_pps": round(1000 / interval_ms, 1),
+            "probe_interval_ms": round(interval_ms, 4),
+            "iperf3_estimate_ms": round(stats.throughput_dip_ms(
+                intervals, inj.down_ns, inj.up_ns + int(plan.spacing_s * 1e9)), 1),
+            "lab": lab_kind(),
+            "kernel": platform.release(),
+        })
+    frame = pd.DataFrame(rows)
+    frame.to_csv(out / "calibration.csv", index=False)
+    return frame
