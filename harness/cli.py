@@ -7,6 +7,8 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -23,6 +25,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
 log = logging.getLogger("redlab")
 # Every topology needs veth pairs and bridges; inside UML both are modules.
 LAB_BASE_FEATURES = ("veth", "bridge")
+
+
+LabOption = Annotated[str, typer.Option(help="where the lab runs: auto, native or uml")]
+DeadlineOption = Annotated[float, typer.Option(help="seconds before a UML run is killed")]
+RunIdOption = Annotated[str | None, typer.Option(hidden=True)]  # set when re-run inside UML
+VerboseOption = Annotated[bool, typer.Option("--verbose", "-v")]
 
 
 def _fail(exc: RedLabError) -> NoReturn:
@@ -49,6 +57,18 @@ def _setup(verbose: bool) -> None:
     signal.signal(signal.SIGTERM, _terminate)
 
 
+@contextmanager
+def _reported() -> Iterator[None]:
+    """One clear line for the user's errors; Ctrl-C ends quietly once cleanup has run."""
+    try:
+        yield
+    except RedLabError as exc:
+        _fail(exc)
+    except KeyboardInterrupt:
+        typer.secho("interrupted: the lab was torn down; finished trials are kept", err=True)
+        raise typer.Exit(130) from None
+
+
 def parse_params(pairs: list[str]) -> dict[str, str]:
     params: dict[str, str] = {}
     for pair in pairs:
@@ -65,20 +85,15 @@ def run(
     param: Annotated[list[str], typer.Option("--param", "-p", help="override a parameter: key=value")] = [],  # noqa: B006, E501
     repeat: Annotated[int, typer.Option(min=1, help="trials to run")] = 1,
     out: Annotated[Path | None, typer.Option(help="run folder (default: results/<scenario>-<time>-<id>)")] = None,  # noqa: E501
-    lab: Annotated[str, typer.Option(help="where the lab runs: auto, native or uml")] = "auto",
-    deadline: Annotated[float, typer.Option(help="seconds before a UML run is killed")] = timeouts.UML_RUN_DEFAULT,  # noqa: E501
-    run_id: Annotated[str | None, typer.Option(hidden=True)] = None,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    lab: LabOption = "auto",
+    deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
+    run_id: RunIdOption = None,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run SCENARIO's trials and write summary.csv, events and raw tool output."""
     _setup(verbose)
-    try:
+    with _reported():
         _run(scenario, parse_params(param), repeat, out, lab, deadline, run_id)
-    except RedLabError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: the lab was torn down; finished trials are kept", err=True)
-        raise typer.Exit(130) from None
 
 
 def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path | None,
@@ -101,8 +116,10 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         out = Path("results") / f"{scenario.name}-{stamp}-{run_id}"
     out = out.resolve()
     if where == "uml":
-        _run_in_uml(scenario_path.resolve(), overrides, repeat, out, run_id, deadline,
-                    scenario.requires)
+        args = ["run", str(scenario_path.resolve()), "--repeat", str(repeat)]
+        for key, value in overrides.items():
+            args += ["--param", f"{key}={value}"]
+        _in_uml(args, out, run_id, deadline, scenario.requires)
         return
     started = time.monotonic()
     store = run_scenario(RunRequest(scenario, scenario_path.resolve(), topology, params,
@@ -110,22 +127,22 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
     log.info("%d trial(s) in %.1f s; results in %s", len(store.rows),
              time.monotonic() - started, out)
     for row in store.rows:
-        log.info("trial %s: failover gap %.1f ms (%s lost), active %s -> %s",
-                 row["trial"], row["failover_gap_ms"], row["lost_packets"],
+        log.info("trial %s: outage window %.1f ms (estimate %.1f, %s lost, %s outage(s)),"
+                 " active %s -> %s", row["trial"], row["failover_gap_ms"],
+                 row["failover_gap_estimate_ms"], row["lost_packets"], row["outages"],
                  row["active_before"], row["active_after"])
 
 
-def _run_in_uml(scenario: Path, overrides: dict[str, str], repeat: int, out: Path,
-                run_id: str, deadline: float, requires: list[str]) -> None:
+def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
+            requires: list[str]) -> None:
+    """Run ``redlab <args>`` natively inside a User-mode Linux guest, results into ``out``."""
     from harness.lab import guest_modules
     from harness.lab.uml import GuestSpec, run_in_uml
 
-    argv = [sys.executable, "-m", "harness", "run", str(scenario), "--lab", "native",
-            "--out", str(out), "--repeat", str(repeat), "--run-id", run_id]
-    for key, value in overrides.items():
-        argv += ["--param", f"{key}={value}"]
+    argv = [sys.executable, "-m", "harness", *args, "--lab", "native", "--out", str(out),
+            "--run-id", run_id]
     out.mkdir(parents=True, exist_ok=True)
-    log.info("booting User-mode Linux for %s (modules: %s)", scenario.name,
+    log.info("booting User-mode Linux for redlab %s (modules: %s)", args[0],
              ", ".join(requires) or "none")
     with Journal(f"{run_id}-host") as journal:
         journal.record("run_folder", path=str(out))
@@ -144,15 +161,15 @@ def _run_in_uml(scenario: Path, overrides: dict[str, str], repeat: int, out: Pat
 def suite(
     suite_file: Annotated[Path, typer.Argument(help="suite file in scenarios/suites/")],
     out: Annotated[Path | None, typer.Option(help="folder for the suite's runs (default: results/<suite>-<time>)")] = None,  # noqa: E501
-    lab: Annotated[str, typer.Option(help="where the lab runs: auto, native or uml")] = "auto",
-    deadline: Annotated[float, typer.Option(help="seconds before one UML run is killed")] = timeouts.UML_RUN_DEFAULT,  # noqa: E501
-    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+    lab: LabOption = "auto",
+    deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
+    verbose: VerboseOption = False,
 ) -> None:
     """Run every scenario of a suite, each into its own folder under OUT."""
     from harness.scenario.suite import load_suite
 
     _setup(verbose)
-    try:
+    with _reported():
         spec = load_suite(suite_file)
         # Validate every run before the first one starts: a typo in run 3 fails now.
         from harness.scenario.model import load_scenario
@@ -167,11 +184,73 @@ def suite(
             _run(item.scenario, params, item.repeat,
                  root / f"{number:02d}-{item.scenario.stem}", lab, deadline, None)
         typer.echo(f"suite {spec.name}: {len(spec.runs)} run(s) written under {root}")
-    except RedLabError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: the lab was torn down; finished trials are kept", err=True)
-        raise typer.Exit(130) from None
+
+
+@app.command()
+def calibrate(
+    lengths: Annotated[str, typer.Option(help="outage lengths to inject, ms, comma-separated")] = "20,100,500,2000",  # noqa: E501
+    repeat: Annotated[int, typer.Option(min=1, help="injections of each length")] = 3,
+    interval_ms: Annotated[float, typer.Option(min=0.1, max=100, help="probe send interval, ms")] = 1.0,  # noqa: E501
+    out: Annotated[Path | None, typer.Option(help="folder (default: results/calibration-<time>-<id>)")] = None,  # noqa: E501
+    lab: LabOption = "auto",
+    deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
+    run_id: RunIdOption = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Inject outages of known length into an unprotected path; write calibration.csv."""
+    _setup(verbose)
+    with _reported():
+        _calibrate(lengths, repeat, interval_ms, out, lab, deadline, run_id)
+
+
+def _calibrate(lengths: str, repeat: int, interval_ms: float, out: Path | None, lab: str,
+               deadline: float, run_id: str | None) -> None:
+    from harness.lab import LABS, choose_lab
+    from harness.measure.calibrate import CalibrationPlan, run_calibration
+
+    try:
+        plan = CalibrationPlan(tuple(float(x) for x in lengths.split(",")), repeat,
+                               interval_ms)
+    except ValueError:
+        raise ConfigError(f"--lengths {lengths!r} is not a list of numbers",
+                          "write e.g. --lengths 20,100,500") from None
+    if lab not in LABS:
+        raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one of them")
+    run_id = run_id or new_run_id()
+    out = (out or Path("results") / f"calibration-{datetime.now():%Y%m%d-%H%M%S}-{run_id}")
+    out = out.resolve()
+    inside_uml = os.environ.get("REDLAB_LAB") == "uml"
+    if not inside_uml and choose_lab(lab, []) == "uml":
+        _in_uml(["calibrate", "--lengths", lengths, "--repeat", str(repeat),
+                 "--interval-ms", str(interval_ms)], out, run_id, deadline, [])
+        return
+    log.info("calibrating: %d outages, about %.0f s", len(plan.order()), plan.duration_s())
+    frame = run_calibration(plan, out, run_id)
+    typer.echo(frame.groupby("requested_ms").agg(
+        injected_ms=("injected_ms", "median"), measured_ms=("measured_ms", "median"),
+        max_abs_error_ms=("error_ms", lambda e: e.abs().max()),
+        within_bound=("within_bound", "all"),
+        iperf3_estimate_ms=("iperf3_estimate_ms", "median"),
+    ).to_string())
+    typer.echo(f"probe {frame['probe_rate_pps'].iloc[0]:g} packets/s, bound"
+               f" {frame['bound_ms'].iloc[0]:g} ms; rows in {out / 'calibration.csv'}")
+
+
+@app.command()
+def plot(run_dir: Annotated[Path, typer.Argument(help="a run folder written by redlab run")]
+         ) -> None:
+    """Redraw samples.csv and the per-trial plots of RUN_DIR from its stored files alone."""
+    from harness.results.plot import plot_run
+    from harness.results.samples import write_samples
+
+    _setup(False)
+    trials = sorted(run_dir.glob("trial-*"))
+    if not trials:
+        _fail(ConfigError(f"{run_dir} holds no trial-* folders", "give a run folder"))
+    for trial in trials:
+        write_samples(trial)
+    for path in plot_run(run_dir):
+        typer.echo(f"wrote {path}")
 
 
 @app.command()

@@ -18,6 +18,13 @@ def _comm(pid: str) -> str:
         return ""
 
 
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     links: frozenset[str]
@@ -33,8 +40,36 @@ class Snapshot:
         journals = frozenset(p.name for p in jdir.glob("*.jsonl")) if jdir.is_dir() else frozenset()
         return cls(links, procs, journals)
 
-    def new_since(self, before: Snapshot) -> dict[str, set]:
-        diff = {"links": set(self.links - before.links),
-                "processes": set(self.processes - before.processes),
-                "journals": set(self.journals - before.journals)}
+    def new_since(self, before: Snapshot, run_ids: tuple[str, ...] = ()) -> dict[str, set]:
+        """What appeared since ``before``. With ``run_ids``, a User-mode Linux kernel counts
+        only if it belongs to one of those runs (its umid carries the run id), so another
+        RedLab run on the same machine is not mistaken for a leak of this one."""
+        foreign = _other_live_runs(run_ids)
+        procs = set(self.processes - before.processes)
+        procs = {(pid, comm) for pid, comm in procs
+                 if not (comm == "linux.uml" and (
+                     any(f"umid=redlab-{r}" in _cmdline(pid) for r in foreign)
+                     or (run_ids and not any(f"umid=redlab-{r}" in _cmdline(pid)
+                                             for r in run_ids))))}
+        links = {name for name in self.links - before.links
+                 if not any(name.startswith(f"r{r}") for r in foreign)}
+        journals = {name for name in self.journals - before.journals
+                    if name.split(".")[0].removesuffix("-host") not in foreign}
+        diff = {"links": links, "processes": procs, "journals": journals}
         return {k: v for k, v in diff.items() if v}
+
+
+def _other_live_runs(ours: tuple[str, ...]) -> set[str]:
+    """Run ids of RedLab runs in progress on this machine that are not ``ours``."""
+    return {j.run_id.removesuffix("-host") for j, owner in _live_journals()} - set(ours)
+
+
+def _live_journals():
+    jdir = journal.JOURNAL_DIR
+    for path in sorted(jdir.glob("*.jsonl")) if jdir.is_dir() else ():
+        try:
+            loaded, owner = journal.Journal.load(path)
+        except OSError:
+            continue
+        if owner and journal.is_alive(owner["pid"], owner.get("start")):
+            yield loaded, owner

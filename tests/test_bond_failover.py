@@ -21,6 +21,7 @@ from .lab_state import Snapshot
 
 pytestmark = pytest.mark.lab
 MIIMON = 100
+TRIALS = 3
 
 
 @pytest.fixture(scope="module")
@@ -28,14 +29,15 @@ def bond_run(tmp_path_factory) -> Path:
     before = Snapshot.take()
     out = tmp_path_factory.mktemp("bond") / "run"
     done = redlab("run", "scenarios/bond-active-backup.yaml", "--param", f"miimon={MIIMON}",
-                  "--repeat", "2", "--out", str(out))
+                  "--repeat", str(TRIALS), "--out", str(out))
     print(done.stdout[-3000:], done.stderr[-3000:])
     assert done.returncode == 0, done.stderr[-3000:]
     assert Snapshot.take().new_since(before) == {}, "the run left lab objects behind"
     for row in rows(out):
         LAB_REPORT.append(
             f"bond-active-backup trial {row['trial']}: lab={row['lab']} kernel={row['kernel']}"
-            f" (host kernel {platform.release()}), failover gap {row['failover_gap_ms']} ms,"
+            f" (host kernel {platform.release()}), outage window {row['failover_gap_ms']} ms,"
+            f" probe sends in failover {row['probe_sends_in_failover']},"
             f" active {row['active_before']} -> {row['active_after']}")
     return out
 
@@ -50,14 +52,14 @@ def events(out: Path, trial: int) -> list[dict[str, str]]:
 
 def test_summary_has_one_row_per_trial_with_the_required_columns(bond_run):
     frame = pd.read_csv(bond_run / "summary.csv")
-    assert list(frame["trial"]) == [1, 2]
+    assert list(frame["trial"]) == list(range(1, TRIALS + 1))
     for column in ("scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms",
                    "lost_packets", "throughput_before_mbps", "throughput_during_mbps",
                    "throughput_after_mbps", "bond_mode", "miimon"):
         assert column in frame.columns
     assert (frame["miimon"] == MIIMON).all()
     meta = json.loads((bond_run / "metadata.json").read_text())
-    assert meta["status"] == "complete" and meta["trials_done"] == 2
+    assert meta["status"] == "complete" and meta["trials_done"] == TRIALS
 
 
 def test_the_lab_ran_on_a_kernel_with_bonding(bond_run):
@@ -71,7 +73,7 @@ def test_the_lab_ran_on_a_kernel_with_bonding(bond_run):
 
 
 def test_the_kernel_reports_an_active_backup_bond_with_the_asked_miimon(bond_run):
-    for trial in (1, 2):
+    for trial in range(1, TRIALS + 1):
         lab = json.loads((bond_run / f"trial-{trial:03d}" / "lab.json").read_text())
         bond = lab["bonds"]["bond0"]
         assert bond["mode"] == "active-backup"
@@ -103,7 +105,31 @@ def test_traffic_resumes_after_the_failover(bond_run):
     assert packets[-1]["lost"] == "false", "the probe's last packets came back"
 
 
-def test_failover_gap_is_positive_and_below_miimon_plus_100ms(bond_run):
+def test_the_bond_switches_over_within_miimon_plus_100ms(bond_run):
     for row in rows(bond_run):
+        assert 0 <= float(row["failover_detected_ms"]) < MIIMON + 100, row
+
+
+def test_failover_gap_is_positive_and_below_miimon_plus_100ms(bond_run):
+    """On every trial where the probe sent during the failover (so could see it).
+
+    Inside User-mode Linux the probe shares one CPU with everything and its sender can
+    stall for tens of ms; a trial whose stall covered the whole failover says so in
+    probe_sends_in_failover = 0 and cannot measure the gap. At least one trial must.
+    """
+    seen = [row for row in rows(bond_run) if float(row["probe_sends_in_failover"]) > 0]
+    assert seen, "the probe was blind during every failover"
+    for row in seen:
         gap = float(row["failover_gap_ms"])
         assert 0 < gap < MIIMON + 100, f"trial {row['trial']}: gap {gap} ms"
+        assert float(row["failover_gap_floor_ms"]) <= float(row["failover_gap_estimate_ms"])
+        assert float(row["failover_gap_estimate_ms"]) <= gap
+        assert int(row["lost_packets"]) > 0 and int(row["outages"]) >= 1
+
+
+def test_each_trial_has_its_time_series_and_plot_from_stored_results(bond_run):
+    for trial in range(1, TRIALS + 1):
+        folder = bond_run / f"trial-{trial:03d}"
+        samples = pd.read_csv(folder / "samples.csv")
+        assert {"throughput", "probe_rtt"} <= set(samples["series"])
+        assert (folder / "trial.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -12,6 +12,7 @@ import time
 import pytest
 
 from harness import journal
+from harness.naming import new_run_id
 
 from .conftest import REPO, SCENARIOS, redlab
 from .lab_state import Snapshot
@@ -23,25 +24,28 @@ SCENARIO = "scenarios/bond-active-backup.yaml"
 def test_two_runs_at_once_do_not_collide(tmp_path):
     before = Snapshot.take()
     outs = [tmp_path / "a", tmp_path / "b"]
+    run_ids = tuple(new_run_id() for _ in outs)
     procs = [subprocess.Popen([sys.executable, "-m", "harness", "run", SCENARIO, "--out",
-                               str(out)], cwd=REPO, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for out in outs]
+                               str(out), "--run-id", run_id], cwd=REPO,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for out, run_id in zip(outs, run_ids, strict=True)]
     results = [p.communicate(timeout=600) for p in procs]
     for proc, (_, err) in zip(procs, results, strict=True):
         assert proc.returncode == 0, err[-3000:]
     metas = [json.loads((out / "metadata.json").read_text()) for out in outs]
     assert metas[0]["run_id"] != metas[1]["run_id"]
     assert all(m["status"] == "complete" for m in metas)
-    assert Snapshot.take().new_since(before) == {}
+    assert Snapshot.take().new_since(before, run_ids) == {}
 
 
 @pytest.mark.lab
 def test_a_run_killed_midway_leaves_nothing_after_redlab_clean(tmp_path):
     before = Snapshot.take()
     out = tmp_path / "killed"
+    run_id = (new_run_id(),)
     proc = subprocess.Popen([sys.executable, "-m", "harness", "run", SCENARIO, "--repeat",
-                             "3", "--out", str(out)], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                             "3", "--out", str(out), "--run-id", run_id[0]], cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     # Kill it while the lab is up and traffic flows: the first trial's timeline exists.
     while not (out / "trial-001" / "events.csv").exists():
@@ -50,16 +54,16 @@ def test_a_run_killed_midway_leaves_nothing_after_redlab_clean(tmp_path):
         time.sleep(0.1)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    left = Snapshot.take().new_since(before)
+    left = Snapshot.take().new_since(before, run_id)
     assert left, "a SIGKILLed run should have left something for clean to remove"
 
     cleaned = redlab("clean")
     assert cleaned.returncode == 0, cleaned.stderr
     assert "removed" in cleaned.stdout
     deadline = time.monotonic() + 10
-    while Snapshot.take().new_since(before) and time.monotonic() < deadline:
+    while Snapshot.take().new_since(before, run_id) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert Snapshot.take().new_since(before) == {}
+    assert Snapshot.take().new_since(before, run_id) == {}
     meta = json.loads((out / "metadata.json").read_text())
     assert meta["status"] == "interrupted", "the killed run's folder says what happened"
 

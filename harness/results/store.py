@@ -19,12 +19,15 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 SUMMARY_COLUMNS = [
-    "scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms", "lost_packets",
-    "probe_packets", "probe_interval_ms", "throughput_before_mbps",
-    "throughput_during_mbps", "throughput_after_mbps", "active_before", "active_after",
-    "failover_detected_ms",
+    "scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms",
+    "failover_gap_estimate_ms", "failover_gap_floor_ms", "loss_gap_ms", "gap_up_ms",
+    "gap_down_ms", "outage_start_s", "outages", "failback_gap_ms", "lost_packets", "lost_up",
+    "lost_down", "probe_packets", "probe_interval_ms", "duplicates", "reordered",
+    "throughput_before_mbps", "throughput_during_mbps", "throughput_after_mbps",
+    "recovery_90_ms", "active_before", "active_after", "failover_detected_ms",
+    "probe_sends_in_failover", "bring_up_s",
 ]
 
 

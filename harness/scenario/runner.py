@@ -19,10 +19,12 @@ from typing import Any
 from harness.errors import RedLabError
 from harness.inject.link import LinkCut
 from harness.journal import Journal
-from harness.measure import stats
-from harness.measure.iperf import IperfRun, IperfSettings
-from harness.measure.probe import ProbeRun, ProbeSettings
+from harness.measure import outages, stats
+from harness.measure.iperf import Interval, IperfRun, IperfSettings
+from harness.measure.probe import ProbeRecord, ProbeRun, ProbeSettings
 from harness.results.events import EventLog
+from harness.results.plot import plot_trial
+from harness.results.samples import write_samples
 from harness.results.store import RunStore, lab_kind
 from harness.scenario.model import Scenario, Step
 from harness.topology.build import Lab
@@ -30,7 +32,9 @@ from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
 
-BOND_POLL_S = 0.01  # bond watcher poll period; UML kernels tick at 100 Hz, so no finer
+# A failure's outage may begin after the event (a timer must expire first): look this far.
+EVENT_OUTAGE_WITHIN_S = 5.0
+BOND_POLL_S = 0.005  # bond watcher poll period: the resolution of failover_detected_ms
 
 
 @dataclass
@@ -55,7 +59,7 @@ class BondWatcher(threading.Thread):
 
     def run(self) -> None:
         while not self._halt.wait(BOND_POLL_S):
-            active = self.lab.active_member(self.node)
+            active = self.lab.poll_active_member(self.node)
             if active != self.active:
                 self.events.add("bond_active_changed", self.node, f"{self.active} -> {active}")
                 self.active = active
@@ -128,7 +132,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
                 _sleep_until(iperf.started_ns + int(step.at_s * 1e9))
                 timeline.execute(step)
             intervals = iperf.finish()
-            packets = probe.finish()
+            record = probe.finish_record()
         finally:
             for w in watchers:
                 w.stop()
@@ -136,44 +140,92 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         active_after = {n: state.active_member for n, state in final.items()}
         (tdir / "bonds.json").write_text(json.dumps(
             {n: state.as_dict() for n, state in final.items()}, indent=2))
-    return _summary_row(req, trial, events, timeline, intervals, packets,
-                        active_before, active_after, bring_up_s)
+    row, failover = _summary_row(req, trial, events, timeline, intervals, record,
+                                 active_before, active_after, bring_up_s)
+    _draw(tdir, failover)
+    return row
+
+
+def _window(o: outages.Outage | None) -> float:
+    return round(o.duration_ms, 3) if o is not None and o.duration_ms is not None else math.nan
 
 
 def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeline,
-                 intervals: list, packets: list, active_before: dict[str, Any],
-                 active_after: dict[str, Any], bring_up_s: float) -> dict[str, Any]:
+                 intervals: list[Interval], record: ProbeRecord,
+                 active_before: dict[str, Any], active_after: dict[str, Any],
+                 bring_up_s: float) -> tuple[dict[str, Any], outages.Outage | None]:
+    """The trial's row, and the failure's round-trip outage (for the plot)."""
     cut = events.first("cut")
     restore = events.first("restore")
     end_ns = max((i.end_ns for i in intervals), default=0)
     cut_ns = int(cut["t_ns"]) if cut else end_ns
     restore_ns = int(restore["t_ns"]) if restore else end_ns
+    within = int(EVENT_OUTAGE_WITHIN_S * 1e9)
+    by_dir = {d: outages.analyse_record(record, d) for d in outages.DIRECTIONS}
+    rt = by_dir["round_trip"]
+    failover = rt.outage_for_event(cut_ns, within) if cut else None
+    failback = rt.outage_for_event(restore_ns, within) if restore else None
+    if failback is failover:
+        failback = None  # the path was still down when the cable came back
     changed = events.first("bond_active_changed")
-    detected_ms = ((int(changed["t_ns"]) - cut_ns) / 1e6
-                   if cut and changed and int(changed["t_ns"]) >= cut_ns else math.nan)
+    switched = cut and changed and int(changed["t_ns"]) >= cut_ns
+    detected_ms = (int(changed["t_ns"]) - cut_ns) / 1e6 if switched else math.nan
+    # A probe that sent nothing between the cut and the switch-over could not see the
+    # outage (its sender stalled: it shares the CPU with everything inside UML).
+    sends_in_failover = (sum(1 for p in record.packets
+                             if cut_ns <= p.sent_ns <= int(changed["t_ns"]))
+                         if switched else math.nan)
     row: dict[str, Any] = {
         "scenario": req.scenario.name,
         "trial": trial,
         "lab": lab_kind(),
         "kernel": platform.release(),
         "failure": timeline.failures(),
-        "failover_gap_ms": round(stats.loss_derived_gap_ms(packets), 3),
-        "lost_packets": stats.lost_packets(packets),
-        "probe_packets": len(packets),
-        "probe_interval_ms": round(stats.send_interval_ns(packets) / 1e6, 4),
+        "failover_gap_ms": _window(failover),
+        "failover_gap_estimate_ms": (round(failover.estimate_ms, 3)
+                                     if failover and failover.estimate_ms else math.nan),
+        "failover_gap_floor_ms": round(failover.lost_span_ms, 3) if failover else math.nan,
+        "loss_gap_ms": round(rt.loss_gap_ms, 3),
+        "gap_up_ms": _window(by_dir["up"].outage_for_event(cut_ns, within)),
+        "gap_down_ms": _window(by_dir["down"].outage_for_event(cut_ns, within)),
+        "outage_start_s": (round((failover.start_ns - events.t0_ns) / 1e9, 6)
+                           if failover and failover.start_ns else math.nan),
+        "outages": len(rt.outages),
+        "failback_gap_ms": _window(failback) if failback else 0.0,
+        "lost_packets": rt.lost,
+        "lost_up": by_dir["up"].lost,
+        "lost_down": by_dir["down"].lost,
+        "probe_packets": rt.sent,
+        "probe_interval_ms": round(rt.interval_ns / 1e6, 4),
+        "duplicates": record.duplicates,
+        "reordered": rt.reordered,
         "throughput_before_mbps": round(stats.mean_throughput_mbps(
             intervals, events.t0_ns + 500_000_000, cut_ns), 2),
         "throughput_during_mbps": round(stats.mean_throughput_mbps(
             intervals, cut_ns, restore_ns), 2),
         "throughput_after_mbps": round(stats.mean_throughput_mbps(
             intervals, restore_ns, end_ns + 1), 2),
+        "recovery_90_ms": round(stats.time_to_recover_ms(intervals, cut_ns), 1),
         "active_before": ";".join(f"{k}:{v}" for k, v in active_before.items()),
         "active_after": ";".join(f"{k}:{v}" for k, v in active_after.items()),
         "failover_detected_ms": round(detected_ms, 3),
+        "probe_sends_in_failover": sends_in_failover,
         "bring_up_s": round(bring_up_s, 3),
     }
     row.update(req.params)
-    return row
+    return row, failover
+
+
+def _draw(tdir: Path, failover: outages.Outage | None) -> None:
+    """samples.csv and the plot, from the stored files; a drawing problem is not a failed
+    trial (everything it needs is on disk and `redlab plot` can redo it)."""
+    gap = ((failover.start_ns, failover.end_ns)
+           if failover and failover.start_ns and failover.end_ns else None)
+    try:
+        write_samples(tdir)
+        plot_trial(tdir, gap=gap)
+    except Exception as exc:
+        log.warning("could not draw %s: %s", tdir, exc)
 
 
 def run_scenario(req: RunRequest) -> RunStore:
