@@ -14,7 +14,7 @@ from pathlib import Path
 
 from harness import timeouts
 from harness.errors import LabError
-from harness.measure.sockets import listening
+from harness.measure.sockets import established, listening
 from harness.topology.build import Lab
 
 PORT = 5201
@@ -68,8 +68,15 @@ class IperfRun:
             # 0.1 s interval, leaving intervals empty: small writes keep the series smooth.
             argv += ["-l", TCP_WRITE]
         self._out = open(self.out_json, "wb")  # noqa: SIM115 - closed in finish()
-        self.started_ns = time.time_ns()
         self._client_proc = self.lab.popen(self.client, argv, stdout=self._out)
+        # iperf3 reports intervals as offsets from its own test start, which comes once the
+        # control connection and every data stream are up: hundreds of ms after launch
+        # inside UML. That moment, seen from /proc, anchors the intervals on our clock.
+        client_pid, streams = self._client_proc.pid, 1 + s.parallel
+        timeouts.wait_for("iperf3 data connections",
+                          lambda: established(client_pid, PORT) >= streams,
+                          timeouts.IPERF_SERVER_READY, interval=0.001)
+        self.started_ns = time.time_ns()
 
     def finish(self) -> list[Interval]:
         assert self._client_proc is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 _TCP_LISTEN = "0A"
+_TCP_ESTABLISHED = "01"
 
 
 def listening(pid: int, port: int, proto: str) -> bool:
@@ -20,3 +21,19 @@ def listening(pid: int, port: int, proto: str) -> bool:
             if local_port == port and (proto != "tcp" or fields[3] == _TCP_LISTEN):
                 return True
     return False
+
+
+def established(pid: int, remote_port: int) -> int:
+    """TCP connections to ``remote_port`` in ESTABLISHED state in ``pid``'s namespace."""
+    count = 0
+    for table in ("tcp", "tcp6"):
+        try:
+            lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if (int(fields[2].rsplit(":", 1)[1], 16) == remote_port
+                    and fields[3] == _TCP_ESTABLISHED):
+                count += 1
+    return count

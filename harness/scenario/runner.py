@@ -80,7 +80,8 @@ class Timeline:
 
     def __init__(self, lab: Lab, events: EventLog) -> None:
         self.lab, self.events = lab, events
-        self.cuts: list[LinkCut] = []
+        self.cuts: list[LinkCut] = []     # not yet restored, newest last
+        self.injected: list[LinkCut] = []  # every cut made, in order
 
     def execute(self, step: Step) -> None:
         if step.action == "cut":
@@ -89,17 +90,22 @@ class Timeline:
             if intf == "active":
                 intf = self.lab.active_member(step.node) or ""
             cut = LinkCut(self.lab, step.node, intf, step.end)
-            self.events.add("cut", step.node, cut.describe(), t_ns=cut.apply())
+            t = cut.apply()
+            self.events.add("cut", step.node, f"{cut.describe()}; netlink call"
+                            f" {cut.call_ns / 1e6:.1f} ms", t_ns=t)
             self.cuts.append(cut)
+            self.injected.append(cut)
         elif step.action == "restore":
             if not self.cuts:
                 raise RedLabError("a restore step comes before any cut",
                                   "put a cut step before each restore in the scenario")
             cut = self.cuts.pop()
-            self.events.add("restore", cut.node, cut.describe(), t_ns=cut.restore())
+            t = cut.restore()
+            self.events.add("restore", cut.node, f"{cut.describe()}; netlink call"
+                            f" {cut.call_ns / 1e6:.1f} ms", t_ns=t)
 
     def failures(self) -> str:
-        return "; ".join(e["detail"] for e in self.events.events if e["kind"] == "cut")
+        return "; ".join(cut.describe() for cut in self.injected)
 
 
 def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) -> dict[str, Any]:
