@@ -130,6 +130,8 @@ def describe(entry: dict[str, Any]) -> str:
         return f"process {entry['pid']} ({entry.get('what', '?')})"
     if kind in ("link", "ovs_bridge"):
         return f"{kind} {entry['name']}"
+    if kind == "nft_table":
+        return f"nft table {entry['family']} {entry['name']}"
     if kind == "path":
         return f"path {entry['path']}"
     if kind == "run_folder":
@@ -146,6 +148,8 @@ def undo(entry: dict[str, Any]) -> bool:
         return _delete_link(entry["name"])
     if kind == "ovs_bridge":
         return _delete_ovs_bridge(entry["name"])
+    if kind == "nft_table":
+        return _delete_nft_table(entry["family"], entry["name"])
     if kind == "path":
         return _remove_path(Path(entry["path"]))
     if kind == "run_folder":
@@ -194,6 +198,19 @@ def _delete_ovs_bridge(name: str) -> bool:
     done = subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", name],
                           capture_output=True, check=False)
     return done.returncode == 0
+
+
+def _delete_nft_table(family: str, name: str) -> bool:
+    """A root-namespace nft table: a netdev one outlives the device it hooks, so only the
+    journal can be sure it goes."""
+    if shutil.which("nft") is None:
+        return False
+    listed = subprocess.run(["nft", "list", "table", family, name], capture_output=True,
+                            check=False)
+    if listed.returncode != 0:
+        return False
+    subprocess.run(["nft", "delete", "table", family, name], capture_output=True, check=False)
+    return True
 
 
 def _remove_path(path: Path) -> bool:

@@ -430,6 +430,15 @@ def test_vrrp_drop_on_a_switch_port_lives_in_the_root_namespace_and_is_removed(l
     assert vrrp(lab) == FRAMES
 
 
+def test_a_switch_port_drop_never_restored_is_removed_with_the_lab(lab):
+    """A killed run cannot call restore(): the journal must take the root-namespace table."""
+    drop = ControlPlaneDrop(lab, "sw", "p2", "lacp", direction="out", backend="nft")
+    drop.apply()
+    assert drop.table in nft_tables()
+    lab.stop()  # what the journal rollback does on any exit path, restore() or not
+    assert drop.table not in nft_tables()
+
+
 def test_two_drops_on_one_node_remove_only_their_own_table(lab):
     on_eth0 = ControlPlaneDrop(lab, "h2", "eth0", "vrrp")
     on_eth1 = ControlPlaneDrop(lab, "h2", "eth1", "lacp")

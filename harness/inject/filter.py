@@ -20,8 +20,8 @@ such a receiver, drop them "out" at the far end of its cable instead. A frame dr
 ignores that, keepalived logs "Can't send advert" and carries on.
 
 A table on a switch port lives in the root namespace and, unlike a qdisc, outlives the
-port (a netdev chain loses its hook, the table stays): only restore() removes it, so a
-run killed mid-failure leaves it until the journal learns an "nft_table" kind.
+port (a netdev chain loses its hook, the table stays). The journal records it before it
+is made, so lab teardown and `redlab clean` remove it even when restore() never ran.
 """
 
 from __future__ import annotations
@@ -191,6 +191,10 @@ class ControlPlaneDrop(Reversible):
             f" priority {NFT_PRIORITY}; policy accept;\n"
             f"    {NFT_MATCH[self.protocol]} counter drop\n  }}\n"
             for d in self.directions())
+        if self._netns is None:
+            # On a switch port, in the root namespace: the table would outlive the lab if
+            # this run were killed, so the journal names it before it exists.
+            self.lab.journal.record("nft_table", family="netdev", name=self.table)
         # One batch: every chain of the table takes effect in the same commit.
         self._nft("-f", "-", stdin=f"table netdev {self.table} {{\n{chains}}}\n")
 
