@@ -108,6 +108,7 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one of them")
     scenario = load_scenario(scenario_path)
     topology, params = build_topology(scenario.topology, {**scenario.params, **overrides})
+    scenario.check_against(topology, scenario_path)
     inside_uml = os.environ.get("REDLAB_LAB") == "uml"
     where = "native" if inside_uml else choose_lab(lab, scenario.requires)
     run_id = run_id or new_run_id()
@@ -177,7 +178,8 @@ def suite(
 
         for item in spec.runs:
             scenario = load_scenario(item.scenario)
-            build_topology(scenario.topology, {**scenario.params, **item.params})
+            topology, _ = build_topology(scenario.topology, {**scenario.params, **item.params})
+            scenario.check_against(topology, item.scenario)
         root = out or Path("results") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
         for number, item in enumerate(spec.runs, start=1):
             params = {k: str(v) for k, v in item.params.items()}

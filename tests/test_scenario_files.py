@@ -72,3 +72,19 @@ def test_an_unknown_bond_mode_parameter_names_the_valid_modes():
 def test_a_missing_scenario_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_scenario(tmp_path / "nope.yaml")
+
+
+def test_a_step_naming_a_node_the_topology_lacks_is_rejected_before_bring_up(tmp_path):
+    path = write(tmp_path, VALID.replace("node: srv", "node: srv9"))
+    scenario = load_scenario(path)
+    topo, _ = build_topology(scenario.topology, scenario.params)
+    with pytest.raises(ConfigError, match="node 'srv9' is not in topology bond_server"):
+        scenario.check_against(topo, path)
+
+
+def test_a_degrade_step_without_netem_in_requires_is_rejected(tmp_path):
+    path = write(tmp_path, VALID.replace(
+        "action: cut, node: srv, interface: active, end: far",
+        "action: degrade, node: srv, interface: eth0, loss_pct: 100"))
+    with pytest.raises(ConfigError, match="needs netem"):
+        load_scenario(path)

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from harness.errors import ConfigError
+from harness.topology.model import Topology
 from harness.validation import config_error
 
 Feature = Literal["bonding", "openvswitch", "netem", "team", "8021q"]
@@ -30,22 +31,45 @@ class Traffic(Strict):
     probe_interval_ms: float = Field(1.0, ge=0.1, le=100)
 
 
-class Step(Strict):
-    """At ``at_s`` seconds after traffic starts, cut a cable or restore the last cut.
+FAILURES = ("cut", "device_down", "drop_control", "degrade")
+NEEDS_INTERFACE = ("cut", "drop_control", "degrade")
 
-    ``interface: active`` means the bond's active member on ``node`` at that moment.
+
+class Step(Strict):
+    """At ``at_s`` seconds after traffic starts, inject a failure or restore the last one.
+
+    - ``cut``: a cable loses carrier, taken down at its ``end`` (near, far or both);
+      ``interface: active`` means the bond's active member on ``node`` at that moment;
+    - ``device_down``: every cable of ``node`` at once, its daemons killed (no goodbye);
+    - ``drop_control``: ``protocol`` (lacp or vrrp) frames dropped on ``node:interface``
+      in ``direction`` while carrier and user traffic stay up;
+    - ``degrade``: netem loss/delay/jitter/rate on ``node:interface`` at ``end``
+      (default both: netem shapes egress only);
+    - ``restore``: undo the most recent failure not yet restored.
     """
 
     at_s: float = Field(ge=0)
-    action: Literal["cut", "restore"]
+    action: Literal["cut", "device_down", "drop_control", "degrade", "restore"]
     node: str | None = None
     interface: str | None = None
-    end: Literal["near", "far", "both"] = "far"
+    end: Literal["near", "far", "both"] | None = None
+    protocol: Literal["lacp", "vrrp"] | None = None
+    direction: Literal["in", "out", "both"] = "both"
+    loss_pct: float = Field(0.0, ge=0, le=100)
+    delay_ms: float = Field(0.0, ge=0)
+    jitter_ms: float = Field(0.0, ge=0)
+    rate: str | None = None
 
     @model_validator(mode="after")
     def _target(self) -> Step:
-        if self.action == "cut" and not (self.node and self.interface):
-            raise ValueError("a cut needs node and interface")
+        if self.action in FAILURES and not self.node:
+            raise ValueError(f"a {self.action} step needs a node")
+        if self.action in NEEDS_INTERFACE and not self.interface:
+            raise ValueError(f"a {self.action} step needs an interface")
+        if self.action == "drop_control" and not self.protocol:
+            raise ValueError("a drop_control step needs protocol: lacp or vrrp")
+        if self.action == "degrade" and not (self.loss_pct or self.delay_ms or self.rate):
+            raise ValueError("a degrade step needs loss_pct, delay_ms or rate")
         return self
 
 
@@ -66,7 +90,37 @@ class Scenario(Strict):
         if times[-1] >= self.traffic.duration_s:
             raise ValueError(f"the last step at {times[-1]} s is not before the end of"
                              f" traffic at {self.traffic.duration_s} s")
+        if any(s.action == "degrade" for s in self.steps) and "netem" not in self.requires:
+            raise ValueError("a degrade step needs netem: add it to requires")
         return self
+
+    def check_against(self, topo: Topology, path: Path) -> None:
+        """Every step names a node and interface the topology has: caught before bring-up."""
+        problems = []
+        for number, step in enumerate(self.steps):
+            if step.node is None:
+                continue
+            if step.node not in topo.nodes:
+                problems.append(f"steps.{number}: node {step.node!r} is not in topology"
+                                f" {topo.name} (it has {', '.join(topo.nodes)})")
+                continue
+            if step.interface == "active":
+                if not any(b.node == step.node for b in topo.bonds):
+                    problems.append(f"steps.{number}: interface 'active' needs a bond on"
+                                    f" {step.node}, which has none")
+            elif step.interface is not None:
+                ends = {intf for link in topo.links
+                        for node, intf in ((link.a, link.a_intf), (link.b, link.b_intf))
+                        if node == step.node}
+                if step.interface not in ends:
+                    problems.append(f"steps.{number}: {step.node} has no interface"
+                                    f" {step.interface!r} (it has {', '.join(sorted(ends))})")
+        for node in (self.traffic.server, self.traffic.client):
+            if node not in topo.nodes:
+                problems.append(f"traffic: node {node!r} is not in topology {topo.name}")
+        if problems:
+            raise ConfigError(f"scenario {path} does not fit its topology:\n  - "
+                              + "\n  - ".join(problems), f"correct {path}")
 
 
 def load_scenario(path: Path) -> Scenario:

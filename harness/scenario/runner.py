@@ -17,7 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import RedLabError
+from harness.inject.base import Failure
+from harness.inject.device import DeviceFailure
+from harness.inject.filter import ControlPlaneDrop
 from harness.inject.link import LinkCut
+from harness.inject.netem import Degrade
 from harness.journal import Journal
 from harness.measure import outages, stats
 from harness.measure.iperf import Interval, IperfRun, IperfSettings
@@ -26,7 +30,7 @@ from harness.results.events import EventLog
 from harness.results.plot import plot_trial
 from harness.results.samples import write_samples
 from harness.results.store import RunStore, lab_kind
-from harness.scenario.model import Scenario, Step
+from harness.scenario.model import FAILURES, Scenario, Step
 from harness.topology.build import Lab
 from harness.topology.model import Topology
 
@@ -80,32 +84,48 @@ class Timeline:
 
     def __init__(self, lab: Lab, events: EventLog) -> None:
         self.lab, self.events = lab, events
-        self.cuts: list[LinkCut] = []     # not yet restored, newest last
-        self.injected: list[LinkCut] = []  # every cut made, in order
+        self.pending: list[Failure] = []   # applied, not yet restored; newest last
+        self.injected: list[Failure] = []  # every failure applied, in order
+
+    def _failure(self, step: Step) -> Failure:
+        assert step.node
+        intf = step.interface or ""
+        if intf == "active":
+            intf = self.lab.active_member(step.node) or ""
+        if step.action == "cut":
+            return LinkCut(self.lab, step.node, intf, step.end or "far")
+        if step.action == "device_down":
+            return DeviceFailure(self.lab, step.node)
+        if step.action == "drop_control":
+            assert step.protocol
+            return ControlPlaneDrop(self.lab, step.node, intf, step.protocol,
+                                    direction=step.direction)
+        return Degrade(self.lab, step.node, intf, loss_pct=step.loss_pct,
+                       delay_ms=step.delay_ms, jitter_ms=step.jitter_ms, rate=step.rate,
+                       ends=step.end or "both")
 
     def execute(self, step: Step) -> None:
-        if step.action == "cut":
-            assert step.node and step.interface
-            intf = step.interface
-            if intf == "active":
-                intf = self.lab.active_member(step.node) or ""
-            cut = LinkCut(self.lab, step.node, intf, step.end)
-            t = cut.apply()
-            self.events.add("cut", step.node, f"{cut.describe()}; netlink call"
-                            f" {cut.call_ns / 1e6:.1f} ms", t_ns=t)
-            self.cuts.append(cut)
-            self.injected.append(cut)
-        elif step.action == "restore":
-            if not self.cuts:
-                raise RedLabError("a restore step comes before any cut",
-                                  "put a cut step before each restore in the scenario")
-            cut = self.cuts.pop()
-            t = cut.restore()
-            self.events.add("restore", cut.node, f"{cut.describe()}; netlink call"
-                            f" {cut.call_ns / 1e6:.1f} ms", t_ns=t)
+        if step.action == "restore":
+            if not self.pending:
+                raise RedLabError("a restore step comes before any failure",
+                                  "put a failure step before each restore in the scenario")
+            failure, kind = self.pending.pop(), "restore"
+            t = failure.restore()
+        else:
+            failure, kind = self._failure(step), step.action
+            t = failure.apply()
+            self.pending.append(failure)
+            self.injected.append(failure)
+        self.events.add(kind, step.node or getattr(failure, "node", ""),
+                        f"{failure.describe()}; call {failure.call_ns / 1e6:.1f} ms", t_ns=t)
+
+    def restore_all(self) -> None:
+        """Failures a scenario left in place are undone before the lab goes (newest first)."""
+        while self.pending:
+            self.pending.pop().restore()
 
     def failures(self) -> str:
-        return "; ".join(cut.describe() for cut in self.injected)
+        return "; ".join(f.describe() for f in self.injected)
 
 
 def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) -> dict[str, Any]:
@@ -142,6 +162,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         finally:
             for w in watchers:
                 w.stop()
+            timeline.restore_all()
         final = {n: lab.read_bond(n) for n in bonded}  # the kernel's word, not the watcher's
         active_after = {n: state.active_member for n, state in final.items()}
         (tdir / "bonds.json").write_text(json.dumps(
@@ -161,7 +182,7 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
                  active_before: dict[str, Any], active_after: dict[str, Any],
                  bring_up_s: float) -> tuple[dict[str, Any], outages.Outage | None]:
     """The trial's row, and the failure's round-trip outage (for the plot)."""
-    cut = events.first("cut")
+    cut = next((e for e in events.events if e["kind"] in FAILURES), None)
     restore = events.first("restore")
     end_ns = max((i.end_ns for i in intervals), default=0)
     cut_ns = int(cut["t_ns"]) if cut else end_ns
@@ -191,6 +212,8 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
         "failover_gap_estimate_ms": (round(failover.estimate_ms, 3)
                                      if failover and failover.estimate_ms else math.nan),
         "failover_gap_floor_ms": round(failover.lost_span_ms, 3) if failover else math.nan,
+        "failover_arrival_gap_ms": (round(failover.arrival_gap_ms, 3)
+                                    if failover and failover.arrival_gap_ms else math.nan),
         "loss_gap_ms": round(rt.loss_gap_ms, 3),
         "gap_up_ms": _window(by_dir["up"].outage_for_event(cut_ns, within)),
         "gap_down_ms": _window(by_dir["down"].outage_for_event(cut_ns, within)),
