@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +23,11 @@ def pytest_terminal_summary(terminalreporter) -> None:
         terminalreporter.section("where the labs ran")
         for line in LAB_REPORT:
             terminalreporter.write_line(line)
+
+
+def read_rows(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
 
 
 def redlab(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:

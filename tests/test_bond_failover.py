@@ -6,7 +6,6 @@ here comes from a real kernel bond with real traffic.
 
 from __future__ import annotations
 
-import csv
 import json
 import platform
 from pathlib import Path
@@ -16,7 +15,7 @@ import pytest
 
 from harness.lab import capabilities
 
-from .conftest import LAB_REPORT, redlab
+from .conftest import LAB_REPORT, read_rows, redlab
 from .lab_state import Snapshot
 
 pytestmark = pytest.mark.lab
@@ -43,11 +42,11 @@ def bond_run(tmp_path_factory) -> Path:
 
 
 def rows(out: Path) -> list[dict[str, str]]:
-    return list(csv.DictReader(open(out / "summary.csv")))
+    return read_rows(out / "summary.csv")
 
 
 def events(out: Path, trial: int) -> list[dict[str, str]]:
-    return list(csv.DictReader(open(out / f"trial-{trial:03d}" / "events.csv")))
+    return read_rows(out / f"trial-{trial:03d}" / "events.csv")
 
 
 def test_summary_has_one_row_per_trial_with_the_required_columns(bond_run):
