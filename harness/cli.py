@@ -193,6 +193,7 @@ def calibrate(
     lengths: Annotated[str, typer.Option(help="outage lengths to inject, ms, comma-separated")] = "20,100,500,2000",  # noqa: E501
     repeat: Annotated[int, typer.Option(min=1, help="injections of each length")] = 3,
     interval_ms: Annotated[float, typer.Option(min=0.1, max=100, help="probe send interval, ms")] = 1.0,  # noqa: E501
+    probe: Annotated[str, typer.Option(help="gap probe: redlab-probe or irtt")] = "redlab-probe",
     out: Annotated[Path | None, typer.Option(help="folder (default: results/calibration-<time>-<id>)")] = None,  # noqa: E501
     lab: LabOption = "auto",
     deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
@@ -202,20 +203,22 @@ def calibrate(
     """Inject outages of known length into an unprotected path; write calibration.csv."""
     _setup(verbose)
     with _reported():
-        _calibrate(lengths, repeat, interval_ms, out, lab, deadline, run_id)
+        _calibrate(lengths, repeat, interval_ms, probe, out, lab, deadline, run_id)
 
 
-def _calibrate(lengths: str, repeat: int, interval_ms: float, out: Path | None, lab: str,
-               deadline: float, run_id: str | None) -> None:
+def _calibrate(lengths: str, repeat: int, interval_ms: float, probe: str, out: Path | None,
+               lab: str, deadline: float, run_id: str | None) -> None:
     from harness.lab import LABS, choose_lab
     from harness.measure.calibrate import CalibrationPlan, run_calibration
 
     try:
         plan = CalibrationPlan(tuple(float(x) for x in lengths.split(",")), repeat,
-                               interval_ms)
+                               interval_ms, probe=probe)
     except ValueError:
         raise ConfigError(f"--lengths {lengths!r} is not a list of numbers",
                           "write e.g. --lengths 20,100,500") from None
+    if probe not in ("redlab-probe", "irtt"):
+        raise ConfigError(f"--probe {probe!r} is not redlab-probe or irtt", "pick one")
     if lab not in LABS:
         raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one of them")
     run_id = run_id or new_run_id()
@@ -224,7 +227,8 @@ def _calibrate(lengths: str, repeat: int, interval_ms: float, out: Path | None, 
     inside_uml = os.environ.get("REDLAB_LAB") == "uml"
     if not inside_uml and choose_lab(lab, []) == "uml":
         _in_uml(["calibrate", "--lengths", lengths, "--repeat", str(repeat),
-                 "--interval-ms", str(interval_ms)], out, run_id, deadline, [])
+                 "--interval-ms", str(interval_ms), "--probe", probe], out, run_id, deadline,
+                [])
         return
     log.info("calibrating: %d outages, about %.0f s", len(plan.order()), plan.duration_s())
     frame = run_calibration(plan, out, run_id)

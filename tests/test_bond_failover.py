@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from harness.lab import capabilities
+from harness.measure import gapprobe
 
 from .conftest import LAB_REPORT, read_rows, redlab
 from .lab_state import Snapshot
@@ -100,8 +101,9 @@ def test_traffic_resumes_after_the_failover(bond_run):
         assert before > 1
         assert float(row["throughput_during_mbps"]) > 0.5 * before
         assert float(row["throughput_after_mbps"]) > 0.5 * before
-    packets = json.loads((bond_run / "trial-001" / "irtt.json").read_text())["round_trips"]
-    assert packets[-1]["lost"] == "false", "the probe's last packets came back"
+    trial = bond_run / "trial-001"
+    packets = gapprobe.parse(trial / "probe-client.csv", trial / "probe-server.csv")
+    assert packets[-1].lost == "false", "the probe's last packets came back"
 
 
 def test_the_bond_switches_over_within_miimon_plus_100ms(bond_run):

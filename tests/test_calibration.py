@@ -1,12 +1,15 @@
 """Calibration on a real unprotected path: known outages in, measured outages out.
 
-The path needs only veth and a bridge, so this runs natively on our CI kernel.
+The path needs only veth and a bridge, so this runs natively on our CI kernel, and again
+inside User-mode Linux, where the probe shares one CPU with everything else.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 import pytest
+
+from harness.lab import uml
 
 from .conftest import LAB_REPORT, redlab
 
@@ -15,16 +18,23 @@ LENGTHS = (20, 100, 500)
 REPEAT = 3
 
 
-@pytest.fixture(scope="module")
-def calibration(tmp_path_factory) -> pd.DataFrame:
-    out = tmp_path_factory.mktemp("cal") / "run"
-    done = redlab("calibrate", "--lengths", ",".join(map(str, LENGTHS)), "--repeat",
-                  str(REPEAT), "--out", str(out), timeout=300)
+def calibrate(tmp_path_factory, lab: str) -> pd.DataFrame:
+    out = tmp_path_factory.mktemp(f"cal-{lab}") / "run"
+    done = redlab("calibrate", "--lab", lab, "--lengths", ",".join(map(str, LENGTHS)),
+                  "--repeat", str(REPEAT), "--out", str(out), timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     frame = pd.read_csv(out / "calibration.csv")
     LAB_REPORT.append(f"calibration ({frame['lab'][0]}, kernel {frame['kernel'][0]}):")
-    LAB_REPORT.extend("  " + line for line in done.stdout.strip().splitlines())
+    LAB_REPORT.extend("  " + line for line in done.stdout.strip().splitlines()
+                      if "INFO" not in line)
     return frame
+
+
+@pytest.fixture(scope="module", params=["native", "uml"])
+def calibration(request, tmp_path_factory) -> pd.DataFrame:
+    if request.param == "uml" and not uml.uml_available():
+        pytest.skip("user-mode-linux is not installed (scripts/bootstrap installs it)")
+    return calibrate(tmp_path_factory, request.param)
 
 
 def test_one_row_per_injected_outage_with_the_required_columns(calibration):
@@ -44,13 +54,25 @@ def test_every_injected_outage_is_seen_and_bracketed_by_floor_and_window(calibra
     assert (calibration["window_ms"] >= calibration["injected_ms"] - 0.5).all()
 
 
-def test_median_error_per_length_is_within_max_2ms_or_2_intervals(calibration):
-    """irtt skips late send slots, so single outages can miss the bound (see the note);
-    the median over repeats must not."""
-    errors = calibration.assign(abs_error=(calibration["measured_ms"]
-                                           - calibration["injected_ms"]).abs())
-    medians = errors.groupby("requested_ms")["abs_error"].median()
-    assert (medians <= calibration["bound_ms"].iloc[0]).all(), medians.to_dict()
+def test_every_outage_is_measured_within_max_2ms_or_2_intervals(calibration):
+    """The probe's error on each injected outage (issue 3's bound).
+
+    The reference is the kernel's link-down and link-up calls. Where the probe's floor
+    (first to last lost send, a hard lower bound) is already longer than that, the path
+    itself stayed down after the link-up call returned (carrier-on work is deferred to
+    the kernel's linkwatch worker): the excess is the network's, not the probe's, and
+    only the floor-to-estimate distance is the probe's to answer for.
+    """
+    bound = calibration["bound_ms"]
+    reference = calibration[["injected_ms", "lost_span_ms"]].max(axis=1)
+    error = calibration["measured_ms"] - reference
+    assert (error.abs() <= bound).all(), calibration[error.abs() > bound].to_dict("records")
+    # never an undercount of what the kernel did
+    assert (calibration["measured_ms"] >= calibration["injected_ms"] - bound).all()
+
+
+def test_the_probe_runs_at_the_asked_rate(calibration):
+    assert (calibration["probe_rate_pps"].between(990, 1010)).all()
 
 
 def test_iperf3_alone_would_overstate_short_outages(calibration):

@@ -20,6 +20,7 @@ import pandas as pd
 from harness.inject.link import LinkCut
 from harness.journal import Journal
 from harness.measure import outages, stats
+from harness.measure.gapprobe import GapProbeRun
 from harness.measure.iperf import IperfRun, IperfSettings
 from harness.measure.probe import ProbeRun, ProbeSettings
 from harness.results.events import EventLog
@@ -37,6 +38,7 @@ class CalibrationPlan:
     interval_ms: float = 1.0
     spacing_s: float = 1.0  # quiet time after each outage, so outages stay separate
     iperf_rate: str = "10M"
+    probe: str = "redlab-probe"  # or "irtt", to see what the well-kept tool gives here
 
     def order(self) -> list[float]:
         return [length for _ in range(self.repeat) for length in self.lengths_ms]
@@ -91,19 +93,21 @@ def run_calibration(plan: CalibrationPlan, out: Path, run_id: str) -> pd.DataFra
     topo, _ = build_topology("path", {})
     with Journal(run_id) as journal, Lab(topo, run_id, journal) as lab:
         journal.record("run_folder", path=str(out))
-        probe = ProbeRun(lab, "srv", "cli", ProbeSettings(plan.interval_ms,
-                                                          plan.duration_s() + 0.5),
-                         out / "irtt.json")
+        settings = ProbeSettings(plan.interval_ms, plan.duration_s() + 0.5)
+        probe: GapProbeRun | ProbeRun = (
+            GapProbeRun(lab, "srv", "cli", settings, out) if plan.probe == "redlab-probe"
+            else ProbeRun(lab, "srv", "cli", settings, out / "irtt.json"))
         iperf = IperfRun(lab, "srv", "cli", IperfSettings("tcp", plan.iperf_rate, 1,
                                                           plan.duration_s()),
                          out / "iperf3.json")
         probe.start()
         iperf.start()
         events = EventLog(out / "events.csv", t0_ns=iperf.started_ns)
-        events.add("traffic_start", "cli", "irtt + iperf3 tcp from srv", t_ns=iperf.started_ns)
+        events.add("traffic_start", "cli", f"{plan.probe} + iperf3 tcp from srv",
+                   t_ns=iperf.started_ns)
         injections = inject_outages(lab, plan, iperf.started_ns, events)
         intervals = iperf.finish()
-        packets = probe.finish()
+        packets = probe.finish_record().packets
     analysis = outages.analyse(packets, "round_trip")
     interval_ms = analysis.interval_ns / 1e6
     bound_ms = max(2.0, 2 * interval_ms)
@@ -130,6 +134,7 @@ def run_calibration(plan: CalibrationPlan, out: Path, run_id: str) -> pd.DataFra
             "probe_interval_ms": round(interval_ms, 4),
             "iperf3_estimate_ms": round(stats.throughput_dip_ms(
                 intervals, inj.down_ns, inj.up_ns + int(plan.spacing_s * 1e9)), 1),
+            "probe": plan.probe,
             "lab": lab_kind(),
             "kernel": platform.release(),
         })

@@ -7,7 +7,7 @@ where ``t_ns`` is the lab's wall clock and ``t_s`` is seconds since ``traffic_st
 - ``throughput`` (Mbit/s): one row per iperf3 receiver interval, at the interval's middle,
   the same point ``stats.mean_throughput_mbps`` uses to assign an interval to a window.
 - ``probe_rtt`` (ms): one row per probe packet that came back, at its send time; client
-  receive minus client send, so it includes irtt's server turnaround (tens of µs).
+  receive minus client send, so it includes the server's turnaround (tens of µs).
 - ``probe_lost`` (packet, always 1): one row per lost probe packet, at its send time.
   Every probe packet is in exactly one of ``probe_rtt`` and ``probe_lost``.
 - ``probe_loss_rate`` (fraction): lost / sent per 10 ms bin of send times, bins aligned
@@ -61,9 +61,19 @@ def load_trial(trial_dir: Path | str) -> Trial:
         except LabError as exc:
             trial.notes.append(f"iperf3.json unreadable ({exc.problem})")
 
+    client_csv = path / "probe-client.csv"
     irtt_json = path / "irtt.json"
-    if not irtt_json.exists():
-        trial.notes.append("no irtt.json")
+    if client_csv.exists():  # redlab-probe: a log at each end
+        from harness.measure import gapprobe
+
+        server_csv = path / "probe-server.csv"
+        try:
+            trial.packets = gapprobe.parse(client_csv,
+                                           server_csv if server_csv.exists() else None)
+        except (ValueError, KeyError, OSError) as exc:
+            trial.notes.append(f"probe logs unreadable ({type(exc).__name__})")
+    elif not irtt_json.exists():
+        trial.notes.append("no probe record")
     else:
         try:
             trial.packets = sorted(probe.parse(irtt_json.read_text()), key=lambda p: p.seqno)

@@ -29,6 +29,9 @@ class Traffic(Strict):
     rate: str = "100M"
     parallel: int = Field(1, ge=1, le=128)
     probe_interval_ms: float = Field(1.0, ge=0.1, le=100)
+    # redlab-probe: 1,000 to 10,000 packets/s on schedule, a log at each end; irtt: the
+    # well-kept alternative, ~900 packets/s at most (see harness/measure/gapprobe.py)
+    probe: Literal["redlab-probe", "irtt"] = "redlab-probe"
 
 
 FAILURES = ("cut", "device_down", "drop_control", "degrade")

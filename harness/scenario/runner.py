@@ -24,6 +24,7 @@ from harness.inject.link import LinkCut
 from harness.inject.netem import Degrade
 from harness.journal import Journal
 from harness.measure import outages, stats
+from harness.measure.gapprobe import GapProbeRun
 from harness.measure.iperf import Interval, IperfRun, IperfSettings
 from harness.measure.probe import ProbeRecord, ProbeRun, ProbeSettings
 from harness.results.events import EventLog
@@ -139,9 +140,11 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         bonded = sorted({b.node for b in req.topology.bonds})
         watchers = [BondWatcher(lab, node, events) for node in bonded]
         active_before = {w.node: w.active for w in watchers}
-        probe = ProbeRun(lab, traffic.server, traffic.client,
-                         ProbeSettings(traffic.probe_interval_ms, traffic.duration_s + 1),
-                         tdir / "irtt.json")
+        probe_settings = ProbeSettings(traffic.probe_interval_ms, traffic.duration_s + 1)
+        probe: GapProbeRun | ProbeRun = (
+            GapProbeRun(lab, traffic.server, traffic.client, probe_settings, tdir)
+            if traffic.probe == "redlab-probe" else
+            ProbeRun(lab, traffic.server, traffic.client, probe_settings, tdir / "irtt.json"))
         iperf = IperfRun(lab, traffic.server, traffic.client,
                          IperfSettings(traffic.protocol, traffic.rate, traffic.parallel,
                                        traffic.duration_s), tdir / "iperf3.json")
