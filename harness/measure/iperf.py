@@ -72,9 +72,13 @@ class IperfRun:
         # iperf3 reports intervals as offsets from its own test start, which comes once the
         # control connection and every data stream are up: hundreds of ms after launch
         # inside UML. That moment, seen from /proc, anchors the intervals on our clock.
-        client_pid, streams = self._client_proc.pid, 1 + s.parallel
-        timeouts.wait_for("iperf3 data connections",
-                          lambda: established(client_pid, PORT) >= streams,
+        pid, proto = self._client_proc.pid, s.protocol
+
+        def connected() -> bool:  # the TCP control connection, then every data stream
+            data = established(pid, PORT, proto) - (1 if proto == "tcp" else 0)
+            return established(pid, PORT, "tcp") >= 1 and data >= s.parallel
+
+        timeouts.wait_for("iperf3 data connections", connected,
                           timeouts.IPERF_SERVER_READY, interval=0.001)
         self.started_ns = time.time_ns()
 

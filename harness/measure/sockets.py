@@ -23,10 +23,11 @@ def listening(pid: int, port: int, proto: str) -> bool:
     return False
 
 
-def established(pid: int, remote_port: int) -> int:
-    """TCP connections to ``remote_port`` in ESTABLISHED state in ``pid``'s namespace."""
+def established(pid: int, remote_port: int, proto: str = "tcp") -> int:
+    """Sockets connected to ``remote_port`` in ``pid``'s namespace (a connected UDP socket
+    shows the same state as an established TCP one)."""
     count = 0
-    for table in ("tcp", "tcp6"):
+    for table in (proto, f"{proto}6"):
         try:
             lines = Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]
         except OSError:
