@@ -8,7 +8,8 @@ from pathlib import Path
 
 from harness import journal
 
-LAB_PROCESSES = {"linux.uml", "iperf3", "irtt", "mnexec", "keepalived", "ovs-vswitchd"}
+LAB_PROCESSES = {"linux.uml", "iperf3", "irtt", "redlab-probe", "mnexec", "keepalived",
+                 "ovs-vswitchd"}
 
 
 def _comm(pid: str) -> str:
@@ -45,7 +46,9 @@ class Snapshot:
         only if it belongs to one of those runs (its umid carries the run id), so another
         RedLab run on the same machine is not mistaken for a leak of this one."""
         foreign = _other_live_runs(run_ids)
+        foreign_pids = _pids_of(foreign)
         procs = set(self.processes - before.processes)
+        procs = {(pid, comm) for pid, comm in procs if pid not in foreign_pids}
         procs = {(pid, comm) for pid, comm in procs
                  if not (comm == "linux.uml" and (
                      any(f"umid=redlab-{r}" in _cmdline(pid) for r in foreign)
@@ -62,6 +65,13 @@ class Snapshot:
 def _other_live_runs(ours: tuple[str, ...]) -> set[str]:
     """Run ids of RedLab runs in progress on this machine that are not ``ours``."""
     return {j.run_id.removesuffix("-host") for j, owner in _live_journals()} - set(ours)
+
+
+def _pids_of(runs: set[str]) -> set[int]:
+    """Processes another live run's journal says it started (its iperf3, probes...)."""
+    return {entry["pid"] for j, _ in _live_journals()
+            if j.run_id.removesuffix("-host") in runs
+            for entry in j.entries if entry["kind"] == "process"}
 
 
 def _live_journals():

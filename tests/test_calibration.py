@@ -42,8 +42,10 @@ def test_one_row_per_injected_outage_with_the_required_columns(calibration):
     for column in ("injected_ms", "measured_ms", "probe_rate_pps", "window_ms",
                    "lost_span_ms", "iperf3_estimate_ms", "bound_ms"):
         assert column in calibration.columns
-    # the injected length is what the kernel did, close to what was asked
-    assert ((calibration["injected_ms"] - calibration["requested_ms"]).abs() < 10).all()
+    # the injected length is what the kernel did: never shorter than asked, and late only
+    # by how long the harness waited to be scheduled (tens of ms inside a loaded UML)
+    late = calibration["injected_ms"] - calibration["requested_ms"]
+    assert (late >= 0).all() and (late < 100).all(), late.to_dict()
 
 
 def test_every_injected_outage_is_seen_and_bracketed_by_floor_and_window(calibration):

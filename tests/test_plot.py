@@ -157,11 +157,11 @@ def test_a_trial_without_loss_plots_without_shading(tmp_path):
     assert plot_trial(trial).read_bytes()[:8] == PNG_MAGIC
 
 
-def test_a_trial_without_irtt_json_plots_throughput_and_says_so(tmp_path):
+def test_a_trial_without_a_probe_record_plots_throughput_and_says_so(tmp_path):
     trial = write_trial(tmp_path / "trial-001", irtt=False)
     assert set(build_samples(trial)["series"]) == {"throughput"}
     fig = trial_figure(load_trial(trial))
-    assert "missing: no irtt.json" in fig.get_suptitle()
+    assert "missing: no probe record" in fig.get_suptitle()
     assert plot_trial(trial).read_bytes()[:8] == PNG_MAGIC
 
 
