@@ -78,6 +78,9 @@ def test_the_probe_runs_at_the_asked_rate(calibration):
 
 
 def test_iperf3_alone_would_overstate_short_outages(calibration):
-    """What a user of iperf3's 0.1 s intervals alone would report, for contrast."""
+    """What a user of iperf3's 0.1 s receiver intervals alone would report, for contrast:
+    it only overstates (TCP's retransmission timer, whole intervals), and by more than
+    the probe's bound, so it cannot stand in for the probe."""
     short = calibration[calibration["requested_ms"] == LENGTHS[0]]
-    assert (short["iperf3_estimate_ms"] > 2 * short["injected_ms"]).all()
+    overstated = short["iperf3_estimate_ms"] - short["injected_ms"]
+    assert (overstated > short["bound_ms"]).all(), overstated.to_dict()
