@@ -5,37 +5,11 @@ import json
 import pytest
 
 from harness.errors import LabError
-from harness.measure import iperf, probe, stats
+from harness.measure import iperf, outages, probe, stats
 from harness.measure.iperf import Interval
 from harness.measure.probe import Packet
 
 MS = 1_000_000
-
-
-def packets(n: int, interval_ms: float, lost: set[int]) -> list[Packet]:
-    out = []
-    for i in range(n):
-        sent = int(i * interval_ms * MS)
-        out.append(Packet(i, sent, None if i in lost else sent + MS,
-                          "true" if i in lost else "false"))
-    return out
-
-
-def test_loss_derived_gap_is_lost_packets_times_the_measured_interval():
-    trace = packets(1000, 1.0, lost=set(range(100, 150)))
-    assert stats.lost_packets(trace) == 50
-    assert stats.loss_derived_gap_ms(trace) == pytest.approx(50.0)
-
-
-def test_a_trace_without_loss_has_no_gap():
-    assert stats.loss_derived_gap_ms(packets(100, 0.5, lost=set())) == 0
-
-
-def test_the_interval_is_measured_not_assumed():
-    # irtt asked for 1 ms but sent every 1.5 ms: the gap must use 1.5 ms.
-    trace = packets(200, 1.5, lost=set(range(10, 20)))
-    assert stats.send_interval_ns(trace) == pytest.approx(1.5 * MS)
-    assert stats.loss_derived_gap_ms(trace) == pytest.approx(15.0)
 
 
 def test_throughput_window_takes_intervals_whose_middle_falls_inside():
@@ -77,3 +51,13 @@ def test_irtt_round_trips_keep_send_times_of_lost_packets():
     ]}
     got = probe.parse(json.dumps(doc))
     assert got == [Packet(0, 10, 20, "false"), Packet(1, 30, None, "true_down")]
+
+
+def test_the_loss_derived_gap_uses_the_measured_send_interval_not_the_asked_one():
+    # asked for 1 ms, the sender managed one packet every 1.5 ms: 10 lost = 15 ms
+    ms = 1_000_000
+    trace = [Packet(i, int(i * 1.5 * ms), None if 10 <= i < 20 else int(i * 1.5 * ms) + ms,
+                    "true" if 10 <= i < 20 else "false") for i in range(200)]
+    analysis = outages.analyse(trace, "round_trip")
+    assert analysis.interval_ns == pytest.approx(1.5 * ms)
+    assert analysis.loss_gap_ms == pytest.approx(15.0)

@@ -92,9 +92,6 @@ class ProbeRun:
             "irtt", "client", "-Q", "-i", f"{s.interval_ms:g}ms", "-d", f"{s.duration_s:g}s",
             "-o", str(self.out_json), f"{addr}:{PORT}"], stdout=subprocess.DEVNULL)
 
-    def finish(self) -> list[Packet]:
-        return self.finish_record().packets
-
     def finish_record(self) -> ProbeRecord:
         assert self._client_proc is not None
         try:

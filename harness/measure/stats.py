@@ -17,15 +17,6 @@ def send_interval_ns(packets: Sequence[Packet]) -> float:
     return statistics.median(b - a for a, b in zip(sends, sends[1:], strict=False))
 
 
-def lost_packets(packets: Sequence[Packet]) -> int:
-    return sum(1 for p in packets if p.received_ns is None)
-
-
-def loss_derived_gap_ms(packets: Sequence[Packet]) -> float:
-    """Lost packets times the send interval: assumes one contiguous outage (RFC 6413)."""
-    return lost_packets(packets) * send_interval_ns(packets) / 1e6
-
-
 def mean_throughput_mbps(intervals: Sequence[Interval], start_ns: int, end_ns: int) -> float:
     """Mean received rate over the intervals whose middle falls in [start_ns, end_ns)."""
     chosen = [i.bits_per_second for i in intervals
