@@ -61,3 +61,23 @@ def test_the_loss_derived_gap_uses_the_measured_send_interval_not_the_asked_one(
     analysis = outages.analyse(trace, "round_trip")
     assert analysis.interval_ns == pytest.approx(1.5 * ms)
     assert analysis.loss_gap_ms == pytest.approx(15.0)
+
+
+def recovery_trace(rates_mbps: list[float]) -> list[Interval]:
+    ms = 1_000_000
+    return [Interval(k * 100 * ms, (k + 1) * 100 * ms, r * 1e6)
+            for k, r in enumerate(rates_mbps)]
+
+
+def test_recovery_time_runs_to_the_end_of_the_dip_after_the_event():
+    # 1 s at 20 Mbit/s, an event at 1.095 s (late in the 11th interval, still full),
+    # nothing for 0.3 s, then back: recovered at the end of the last empty interval.
+    ivs = recovery_trace([20.0] * 11 + [0.0, 0.0, 0.0] + [20.0] * 5)
+    assert stats.time_to_recover_ms(ivs, 1_095_000_000) == pytest.approx(305.0)
+
+
+def test_recovery_time_is_zero_without_a_dip_and_nan_without_recovery():
+    assert stats.time_to_recover_ms(recovery_trace([20.0] * 20), 1_000_000_000) == 0.0
+    never = recovery_trace([20.0] * 10 + [0.0] * 5)
+    assert stats.time_to_recover_ms(never, 1_000_000_000) != stats.time_to_recover_ms(
+        never, 1_000_000_000)  # NaN

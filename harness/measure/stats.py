@@ -52,10 +52,11 @@ def time_to_recover_ms(intervals: Sequence[Interval], event_ns: int, fraction: f
                        baseline_s: float = 1.0) -> float:
     """From ``event_ns`` until the receive rate is back to ``fraction`` of its baseline.
 
-    Baseline = median rate over ``baseline_s`` before the event. The rate has recovered
-    at the end of the last interval below the threshold in the run of such intervals
-    that follows the event; 0 if the first interval after the event is already above
-    it; NaN if it never recovers or there is no baseline.
+    Baseline = median rate over ``baseline_s`` before the event. The event's dip is the
+    first run of intervals below the threshold that begins within two intervals of the
+    event (an event late in an interval leaves that interval nearly full); the rate has
+    recovered at the end of that run. 0 if there is no such dip; NaN if the rate never
+    recovers or there is no baseline.
     """
     before = [i.bits_per_second for i in intervals
               if event_ns - baseline_s * 1e9 <= i.start_ns and i.end_ns <= event_ns]
@@ -63,11 +64,13 @@ def time_to_recover_ms(intervals: Sequence[Interval], event_ns: int, fraction: f
     if not before or not after:
         return float("nan")
     threshold = fraction * statistics.median(before)
+    width = after[0].end_ns - after[0].start_ns
+    dip = next((k for k, i in enumerate(after) if i.bits_per_second < threshold), None)
+    if dip is None or after[dip].start_ns > event_ns + 2 * width:
+        return 0.0
     recovered_ns = None
-    for interval in after:
+    for interval in after[dip:]:
         if interval.bits_per_second >= threshold:
-            break
+            return (recovered_ns - event_ns) / 1e6 if recovered_ns else 0.0
         recovered_ns = interval.end_ns
-    else:
-        return float("nan")
-    return 0.0 if recovered_ns is None else (recovered_ns - event_ns) / 1e6
+    return float("nan")
