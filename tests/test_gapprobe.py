@@ -250,8 +250,14 @@ def test_known_outages_on_a_path(binary, tmp_path, monkeypatch):
         # it starts where the cut was made (the cut's time is the middle of its netlink
         # call, so under load the last good packet may leave a little after it)
         assert outage.start_ns is not None and abs(outage.start_ns - down) <= limit * 1e6
-    # The switch end of srv's cable is down: requests die at the bridge, so every loss is
-    # on the way up and the server never logged it; nothing is lost on the way down.
-    assert all(v == ["true_up"] for v in verdicts)
-    assert outages.analyse(packets, "down").outages == ()
+    # The switch end of srv's cable is down: requests die at the bridge, so losses are on
+    # the way up (the server never logged them). The one exception the physics allows is
+    # an echo in flight at the cut: its request reached the server just before, its reply
+    # died. So: at most one down-leg loss per outage, and no down-leg outage of its own.
+    for outage, verdict in zip(found, verdicts, strict=True):
+        in_outage = [p for p in packets
+                     if outage.first_lost_seq <= p.seqno <= outage.last_lost_seq]
+        assert "true_up" in verdict
+        assert sum(p.lost == "true_down" for p in in_outage) <= 1
+    assert all(o.lost <= 1 for o in outages.analyse(packets, "down").outages)
     assert len(outages.analyse(packets, "up").outages) == len(cuts)
