@@ -44,3 +44,9 @@ def wait_for(
                 " machine is slow",
             )
         time.sleep(interval)
+
+
+def sleep_until(t_ns: int) -> None:
+    """Sleep until the wall clock reaches ``t_ns``: a scenario's schedule, not a state wait."""
+    while (delay := (t_ns - time.time_ns()) / 1e9) > 0:
+        time.sleep(delay)

@@ -10,13 +10,13 @@ that drift over the run does not bias one length.
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from harness import timeouts
 from harness.inject.link import LinkCut
 from harness.journal import Journal
 from harness.measure import outages, stats
@@ -55,21 +55,16 @@ class Injection:
     up_ns: int
 
 
-def _sleep_until(t_ns: int) -> None:
-    while (delay := (t_ns - time.time_ns()) / 1e9) > 0:
-        time.sleep(delay)
-
-
 def inject_outages(lab: Lab, plan: CalibrationPlan, start_ns: int,
                    events: EventLog) -> list[Injection]:
     injections = []
     next_ns = start_ns + int(LEAD_S * 1e9)
     for number, length in enumerate(plan.order(), start=1):
-        _sleep_until(next_ns)
+        timeouts.sleep_until(next_ns)
         cut = LinkCut(lab, "srv", "eth0", end="far")
         down = cut.apply()
         events.add("cut", "srv", f"outage {number}: {length:g} ms; {cut.describe()}", t_ns=down)
-        _sleep_until(down + int(length * 1e6))
+        timeouts.sleep_until(down + int(length * 1e6))
         up = cut.restore()
         events.add("restore", "srv", f"outage {number}", t_ns=up)
         injections.append(Injection(number, length, down, up))

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import timeouts
 from harness.errors import RedLabError
 from harness.inject.base import Failure
 from harness.inject.device import DeviceFailure
@@ -72,12 +73,6 @@ class BondWatcher(threading.Thread):
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=2)
-
-
-def _sleep_until(t_ns: int) -> None:
-    delay = (t_ns - time.time_ns()) / 1e9
-    if delay > 0:
-        time.sleep(delay)
 
 
 class Timeline:
@@ -158,7 +153,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         timeline = Timeline(lab, events)
         try:
             for step in sc.steps:
-                _sleep_until(iperf.started_ns + int(step.at_s * 1e9))
+                timeouts.sleep_until(iperf.started_ns + int(step.at_s * 1e9))
                 timeline.execute(step)
             intervals = iperf.finish()
             record = probe.finish_record()
