@@ -234,8 +234,10 @@ def _calibrate(lengths: str, repeat: int, interval_ms: float, probe: str, out: P
     frame = run_calibration(plan, out, run_id)
     typer.echo(frame.groupby("requested_ms").agg(
         injected_ms=("injected_ms", "median"), measured_ms=("measured_ms", "median"),
+        median_abs_error_ms=("error_ms", lambda e: e.abs().median()),
         max_abs_error_ms=("error_ms", lambda e: e.abs().max()),
-        within_bound=("within_bound", "all"),
+        share_within_bound=("within_bound", "mean"),
+        max_sender_late_ms=("sender_late_ms", "max"),
         iperf3_estimate_ms=("iperf3_estimate_ms", "median"),
     ).to_string())
     typer.echo(f"probe {frame['probe_rate_pps'].iloc[0]:g} packets/s, bound"

@@ -19,7 +19,7 @@ import pandas as pd
 from harness import timeouts
 from harness.inject.link import LinkCut
 from harness.journal import Journal
-from harness.measure import outages, stats
+from harness.measure import gapprobe, outages, stats
 from harness.measure.gapprobe import GapProbeRun
 from harness.measure.iperf import IperfRun, IperfSettings
 from harness.measure.probe import ProbeRun, ProbeSettings
@@ -53,6 +53,14 @@ class Injection:
     requested_ms: float
     down_ns: int
     up_ns: int
+    # Each time is the middle of a netlink call; half of each call's length is how far
+    # the kernel's own moment may lie from it (milliseconds inside a loaded UML).
+    down_call_ns: int = 0
+    up_call_ns: int = 0
+
+    @property
+    def uncertainty_ms(self) -> float:
+        return (self.down_call_ns + self.up_call_ns) / 2e6
 
 
 def inject_outages(lab: Lab, plan: CalibrationPlan, start_ns: int,
@@ -63,11 +71,12 @@ def inject_outages(lab: Lab, plan: CalibrationPlan, start_ns: int,
         timeouts.sleep_until(next_ns)
         cut = LinkCut(lab, "srv", "eth0", end="far")
         down = cut.apply()
+        down_call = cut.call_ns
         events.add("cut", "srv", f"outage {number}: {length:g} ms; {cut.describe()}", t_ns=down)
         timeouts.sleep_until(down + int(length * 1e6))
         up = cut.restore()
         events.add("restore", "srv", f"outage {number}", t_ns=up)
-        injections.append(Injection(number, length, down, up))
+        injections.append(Injection(number, length, down, up, down_call, cut.call_ns))
         next_ns = up + int(plan.spacing_s * 1e9)
     return injections
 
@@ -81,6 +90,22 @@ def _matching_outage(found: list[outages.Outage], inj: Injection) -> outages.Out
 
     best = max(found, key=overlap, default=None)
     return best if best is not None and overlap(best) > 0 else None
+
+
+def _lateness_by_seq(probe: GapProbeRun | ProbeRun) -> dict[int, int]:
+    """redlab-probe logs how late each send was on its schedule; irtt does not."""
+    if not isinstance(probe, GapProbeRun):
+        return {}
+    return dict(enumerate(gapprobe.lateness_ns(probe.client_csv)))
+
+
+def _sender_late_ms(late: dict[int, int], match: outages.Outage | None) -> float:
+    """How late the probe sent around an outage: a late send widens the window, and the
+    host's scheduler, not the probe, is then the cause (NaN when not logged)."""
+    if match is None or not late:
+        return float("nan")
+    around = range(match.first_lost_seq - 1, match.last_lost_seq + 2)
+    return round(max(late.get(seq, 0) for seq in around) / 1e6, 3)
 
 
 def run_calibration(plan: CalibrationPlan, out: Path, run_id: str) -> pd.DataFrame:
@@ -103,6 +128,7 @@ def run_calibration(plan: CalibrationPlan, out: Path, run_id: str) -> pd.DataFra
         injections = inject_outages(lab, plan, iperf.started_ns, events)
         intervals = iperf.finish()
         packets = probe.finish_record().packets
+        late = _lateness_by_seq(probe)
     analysis = outages.analyse(packets, "round_trip")
     interval_ms = analysis.interval_ns / 1e6
     bound_ms = max(2.0, 2 * interval_ms)
@@ -124,6 +150,10 @@ def run_calibration(plan: CalibrationPlan, out: Path, run_id: str) -> pd.DataFra
             "within_bound": bool(abs(measured - injected) <= bound_ms),
             "window_ms": round(window, 3),
             "lost_span_ms": round(match.lost_span_ms, 3) if match else nan,
+            # the probe's own resolution on this outage: half the window-to-floor distance
+            "resolution_ms": round((window - match.lost_span_ms) / 2, 3) if match else nan,
+            "reference_uncertainty_ms": round(inj.uncertainty_ms, 3),
+            "sender_late_ms": _sender_late_ms(late, match),
             "lost_packets": match.lost if match is not None else 0,
             "probe_rate_pps": round(1000 / interval_ms, 1),
             "probe_interval_ms": round(interval_ms, 4),
