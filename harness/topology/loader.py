@@ -7,6 +7,7 @@ parameter with its type and default) and ``build(params) -> Topology``.
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -35,6 +36,9 @@ def load_module(name: str) -> ModuleType:
     spec = importlib.util.spec_from_file_location(f"redlab_topology_{name}", path)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
+    # Registered before it runs, as an import would be: pydantic resolves the string
+    # annotations of ``from __future__ import annotations`` through sys.modules.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     for attr in ("Params", "build"):
         if not hasattr(module, attr):
