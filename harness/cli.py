@@ -99,16 +99,12 @@ def run(
 def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path | None,
          lab: str, deadline: float, run_id: str | None) -> None:
     from harness.lab import LABS, choose_lab
-    from harness.scenario.model import load_scenario
     from harness.scenario.runner import RunRequest, run_scenario
-    from harness.topology.loader import build_topology
 
     # Everything is validated before anything is created.
     if lab not in LABS:
         raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one of them")
-    scenario = load_scenario(scenario_path)
-    topology, params = build_topology(scenario.topology, {**scenario.params, **overrides})
-    scenario.check_against(topology, scenario_path)
+    scenario, topology, params = _resolve(scenario_path, overrides)
     inside_uml = os.environ.get("REDLAB_LAB") == "uml"
     where = "native" if inside_uml else choose_lab(lab, scenario.requires)
     run_id = run_id or new_run_id()
@@ -132,6 +128,26 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
                  " active %s -> %s", row["trial"], row["failover_gap_ms"],
                  row["failover_gap_estimate_ms"], row["lost_packets"], row["outages"],
                  row["active_before"], row["active_after"])
+
+
+def _resolve(scenario_path: Path, overrides: dict[str, str]) -> tuple[Any, Any, dict[str, Any]]:
+    """Scenario, topology and parameters with ``overrides`` applied, all checked.
+
+    ``traffic.<field>=value`` overrides the scenario's traffic (e.g. traffic.parallel=8);
+    every other key is a topology parameter.
+    """
+    from harness.scenario.model import load_scenario
+    from harness.topology.loader import build_topology
+
+    scenario = load_scenario(scenario_path)
+    traffic = {k.removeprefix("traffic."): v for k, v in overrides.items()
+               if k.startswith("traffic.")}
+    if traffic:
+        scenario = scenario.with_traffic(traffic, scenario_path)
+    topo_params = {k: v for k, v in overrides.items() if not k.startswith("traffic.")}
+    topology, params = build_topology(scenario.topology, {**scenario.params, **topo_params})
+    scenario.check_against(topology, scenario_path)
+    return scenario, topology, params
 
 
 def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
@@ -173,13 +189,8 @@ def suite(
     with _reported():
         spec = load_suite(suite_file)
         # Validate every run before the first one starts: a typo in run 3 fails now.
-        from harness.scenario.model import load_scenario
-        from harness.topology.loader import build_topology
-
         for item in spec.runs:
-            scenario = load_scenario(item.scenario)
-            topology, _ = build_topology(scenario.topology, {**scenario.params, **item.params})
-            scenario.check_against(topology, item.scenario)
+            _resolve(item.scenario, {k: str(v) for k, v in item.params.items()})
         root = out or Path("results") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
         for number, item in enumerate(spec.runs, start=1):
             params = {k: str(v) for k, v in item.params.items()}

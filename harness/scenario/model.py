@@ -12,7 +12,7 @@ from harness.errors import ConfigError
 from harness.topology.model import Topology
 from harness.validation import config_error
 
-Feature = Literal["bonding", "openvswitch", "netem", "team", "8021q"]
+Feature = Literal["bonding", "openvswitch", "netem", "team", "8021q", "tbf"]
 
 
 class Strict(BaseModel):
@@ -96,6 +96,16 @@ class Scenario(Strict):
         if any(s.action == "degrade" for s in self.steps) and "netem" not in self.requires:
             raise ValueError("a degrade step needs netem: add it to requires")
         return self
+
+    def with_traffic(self, overrides: dict[str, Any], path: Path) -> Scenario:
+        """This scenario with ``--param traffic.<field>=value`` applied, checked again."""
+        doc = self.model_dump(mode="json")
+        doc["traffic"] = {**doc["traffic"], **overrides}
+        try:
+            return Scenario.model_validate(doc)
+        except ValidationError as exc:
+            raise config_error(f"--param traffic.* for scenario {path}", exc,
+                               f"traffic fields: {', '.join(Traffic.model_fields)}") from exc
 
     def check_against(self, topo: Topology, path: Path) -> None:
         """Every step names a node and interface the topology has: caught before bring-up."""
