@@ -130,6 +130,8 @@ def describe(entry: dict[str, Any]) -> str:
         return f"process {entry['pid']} ({entry.get('what', '?')})"
     if kind in ("link", "ovs_bridge"):
         return f"{kind} {entry['name']}"
+    if kind == "ovs_daemons":
+        return "ovsdb-server and ovs-vswitchd started with ovs-ctl"
     if kind == "nft_table":
         return f"nft table {entry['family']} {entry['name']}"
     if kind == "path":
@@ -148,6 +150,8 @@ def undo(entry: dict[str, Any]) -> bool:
         return _delete_link(entry["name"])
     if kind == "ovs_bridge":
         return _delete_ovs_bridge(entry["name"])
+    if kind == "ovs_daemons":
+        return _stop_ovs()
     if kind == "nft_table":
         return _delete_nft_table(entry["family"], entry["name"])
     if kind == "path":
@@ -197,6 +201,15 @@ def _delete_ovs_bridge(name: str) -> bool:
         return False
     done = subprocess.run(["ovs-vsctl", "--timeout=5", "--if-exists", "del-br", name],
                           capture_output=True, check=False)
+    return done.returncode == 0
+
+
+def _stop_ovs() -> bool:
+    ctl = Path("/usr/share/openvswitch/scripts/ovs-ctl")
+    if not ctl.exists():
+        return False
+    done = subprocess.run([str(ctl), "stop"], capture_output=True, check=False,
+                          timeout=timeouts.OVS_START)
     return done.returncode == 0
 
 

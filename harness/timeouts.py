@@ -19,6 +19,9 @@ BOND_MEMBERS_UP = 10.0     # bond enslaved -> every member reports carrier and a
 LINK_STATE = 5.0           # an injected link change is visible in the kernel
 IPERF_SERVER_READY = 5.0   # iperf3 server started -> listening
 PING_READY = 10.0          # topology up -> first end-to-end reply
+OVS_COMMAND = 10.0         # one ovs-vsctl/ovs-appctl request answered
+OVS_START = 60.0           # ovs-ctl start -> ovsdb-server and ovs-vswitchd running
+LACP_NEGOTIATED = 20.0     # LAG up -> both sides synchronized, collecting, distributing
 TRAFFIC_DRAIN = 15.0       # traffic duration elapsed -> tool has written its JSON
 
 T = TypeVar("T")

@@ -44,6 +44,7 @@ FEATURES: dict[str, Feature] = {
     "openvswitch": Feature("openvswitch", "openvswitch",
                            f"{_BASE}; plus the openvswitch-switch package"),
     "netem": Feature("netem", "sch_netem", _EXTRA),
+    "tbf": Feature("tbf", "sch_tbf", _BASE),  # token-bucket shaping of rate-limited links
     "team": Feature("team", "team", f"{_EXTRA}; plus libteam-utils for teamd"),
     "8021q": Feature("8021q", "8021q", _BASE),
     "bridge": Feature("bridge", "bridge", _BASE),
@@ -149,15 +150,19 @@ def _probe_vlan(ipr: IPRoute) -> bool:
                     vlan_id=7)
 
 
-def _probe_netem(ipr: IPRoute) -> bool:
-    if not _probe_veth(ipr):
-        return False
-    try:
-        ipr.tc("add", "netem", ipr.link_lookup(ifname="pv0")[0], handle="1:", delay=1000)
-    except NetlinkError as exc:
-        log.debug("probe netem: %s", exc)
-        return False
-    return True  # the qdisc goes with the namespace
+def _qdisc(kind: str, **options: object) -> Callable[[IPRoute], bool]:
+    """A probe that installs qdisc ``kind`` on a fresh veth (each probe its own veth)."""
+    def probe(ipr: IPRoute) -> bool:
+        name = f"pq{kind}"[:15]
+        if not _creates(ipr, ifname=name, kind="veth", peer=f"{name}p"[:15]):
+            return False
+        try:
+            ipr.tc("add", kind, ipr.link_lookup(ifname=name)[0], handle="1:", **options)
+        except NetlinkError as exc:
+            log.debug("probe %s: %s", kind, exc)
+            return False
+        return True  # the qdisc goes with the namespace
+    return probe
 
 
 def _genl_family_exists(family: str) -> bool:
@@ -182,5 +187,6 @@ _PROBES: dict[str, Callable[[IPRoute], bool]] = {
     "bridge": lambda ipr: _creates(ipr, ifname="pbr0", kind="bridge"),
     "veth": _probe_veth,
     "8021q": _probe_vlan,
-    "netem": _probe_netem,
+    "netem": _qdisc("netem", delay=1000),
+    "tbf": _qdisc("tbf", rate="10mbit", burst=16384, latency="50ms"),
 }

@@ -1,14 +1,18 @@
 """Instantiate a validated :class:`Topology` with Mininet, and tear it down on every path.
 
 Hosts are Mininet hosts (a shell in its own network namespace); switches are Linux
-bridges in the root namespace, named ``r<run id><name>`` with ports ``<switch>-<port>``
-so that concurrent runs never share a name.  Every root-namespace object is written to
+bridges or Open vSwitch bridges in the root namespace, named ``r<run id><name>`` with
+ports ``<switch>-<port>`` so that concurrent runs never share a name.  Mininet makes the
+namespaces and the veth cables; Open vSwitch bridges and their LAGs are made by
+:mod:`harness.tech.ovs` once the cables exist, and rate-limited cables get a token
+bucket (tbf) at each end's egress.  Every root-namespace object is written to
 the run's journal *before* Mininet creates it; host shells and the processes started in
 hosts are journaled as soon as they exist.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import subprocess
@@ -23,6 +27,7 @@ from harness.errors import LabError
 from harness.journal import Journal
 from harness.naming import check_ifname, prefixed
 from harness.tech import bond as bonds
+from harness.tech import ovs
 from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
@@ -37,6 +42,7 @@ class Lab:
         self.journal = journal
         self.net: Any = None
         self.bond_states: dict[str, bonds.BondState] = {}
+        self.ovs_daemons: str | None = None  # "ours" or "system" once OVS is in use
         self._mark = journal.mark()
         self._sockets: dict[tuple[int, str | None], IPRoute] = {}
         self._sockets_lock = threading.Lock()
@@ -96,9 +102,12 @@ class Lab:
             self.journal.record_process(host.pid, f"mininet host shell {name}", group=True)
         for number, name in enumerate(self.topo.switches(), start=1):
             real = self.node_name(name)
-            self.journal.record("link", name=real)
+            is_ovs = self.topo.nodes[name].impl == "ovs"
+            if not is_ovs:
+                self.journal.record("link", name=real)
             # Mininet derives a dpid from digits in the name, which a run id may lack.
-            switch = net.addSwitch(real, cls=LinuxBridge, dpid=f"{number:016x}")
+            switch = net.addSwitch(real, cls=_ovs_ports_class() if is_ovs else LinuxBridge,
+                                   dpid=f"{number:016x}")
             self.journal.record_process(switch.pid, f"mininet switch shell {real}",
                                         group=True)
         for link in self.topo.links:
@@ -110,6 +119,10 @@ class Lab:
                         intfName1=names[0], intfName2=names[1])
         net.build()
         net.start()
+        self._shape_links()
+        if self.topo.ovs_switches():
+            self.ovs_daemons = ovs.ensure_daemons(self.journal)
+            self._configure_ovs()
         for bond in self.topo.bonds:
             self.bond_states[bond.name] = bonds.create_bond(self.ipr(bond.node), bond)
         self._configure_addresses()
@@ -121,6 +134,38 @@ class Lab:
         # must not land inside a measured failure.
         for node in self.topo.nodes:
             self.ipr(node)
+
+    def _configure_ovs(self) -> None:
+        for number, name in enumerate(self.topo.switches(), start=1):
+            if self.topo.nodes[name].impl != "ovs":
+                continue
+            lags = [lag for lag in self.topo.lags if lag.switch == name]
+            in_lag = {port for lag in lags for port in lag.ports}
+            ports = [self.ifname(name, intf) for node, intf in self._ends() if node == name
+                     and intf not in in_lag]
+            ovs.add_bridge(self.journal, self.node_name(name), number, ports)
+            for lag in lags:
+                ovs.add_lag(self.node_name(name), self.ifname(name, lag.name),
+                            [self.ifname(name, port) for port in lag.ports], lag.options)
+
+    def _ends(self) -> list[tuple[str, str]]:
+        return [end for link in self.topo.links
+                for end in ((link.a, link.a_intf), (link.b, link.b_intf))]
+
+    def _shape_links(self) -> None:
+        """A token bucket at both ends of every rate-limited cable (each direction)."""
+        for link in self.topo.links:
+            if link.rate_mbit is None:
+                continue
+            rate = int(link.rate_mbit * 1e6 / 8)  # bytes/s
+            # The bucket must hold at least one timer tick of traffic (UML ticks at
+            # 100 Hz) and one 64 KiB TSO segment; the queue holds 20 ms at the rate.
+            burst = max(rate // 100, 65536 + 1514)
+            for node, intf in ((link.a, link.a_intf), (link.b, link.b_intf)):
+                ipr = self.ipr(node)
+                idx = ipr.link_lookup(ifname=self.ifname(node, intf))
+                ipr.tc("add", "tbf", idx[0], handle="1:", rate=f"{rate * 8}bit",
+                       burst=burst, latency="20ms")
 
     def _configure_addresses(self) -> None:
         for (node, intf), cidr in self.topo.addresses.items():
@@ -190,4 +235,24 @@ class Lab:
             "run_id": self.run_id,
             "nodes": {n: self.node_name(n) for n in self.topo.nodes},
             "bonds": {k: v.as_dict() for k, v in self.bond_states.items()},
+            "lags": {f"{lag.switch}:{lag.name}": self.ifname(lag.switch, lag.name)
+                     for lag in self.topo.lags},
+            "ovs_daemons": self.ovs_daemons,
         }, indent=2))
+
+
+@functools.cache
+def _ovs_ports_class() -> type:
+    from mininet.node import Switch
+
+    class OvsPorts(Switch):  # type: ignore[misc]
+        """Mininet's view of an Open vSwitch bridge: a root-namespace node holding the
+        bridge's cable ends.  The bridge itself is made by harness.tech.ovs, so Mininet
+        neither needs nor touches the OVS database (nor its own controller logic)."""
+
+        def start(self, _controllers: object) -> None:
+            for intf in self.intfList():
+                if self.name in intf.name:
+                    self.cmd("ip link set", intf, "up")
+
+    return OvsPorts

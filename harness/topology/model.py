@@ -14,6 +14,9 @@ from typing import Any, Literal
 from harness.errors import ConfigError
 
 NodeKind = Literal["host", "switch"]
+# A switch is a Linux bridge (a learning switch that never forwards LACPDUs) or an Open
+# vSwitch bridge (needed wherever a switch takes part in LACP: a LAG on its ports).
+SwitchImpl = Literal["bridge", "ovs"]
 
 # Switch names are prefixed with "r" + a 4-character run id in the root namespace, and
 # their ports are "<switch>-<port>", so both must stay short to fit IFNAMSIZ (15).
@@ -26,6 +29,7 @@ MAX_HOST_IFNAME = 15
 class Node:
     name: str
     kind: NodeKind = "host"
+    impl: SwitchImpl = "bridge"  # switches only
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,9 @@ class Link:
     a_intf: str
     b: str
     b_intf: str
+    # Shaped to this rate in both directions (a token bucket at each end's egress), so
+    # that member and aggregate capacity show in the figures; None: as fast as the CPU.
+    rate_mbit: float | None = None
 
     def end(self, node: str, intf: str) -> tuple[str, str] | None:
         """The far end of this cable seen from ``node:intf``, or None if not its end."""
@@ -56,6 +63,21 @@ class Bond:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Lag:
+    """An Open vSwitch bond (a LAG) on a switch's ports.
+
+    ``options``: bond_mode (active-backup, balance-slb, balance-tcp), lacp (active,
+    passive, off), lacp_time (fast, slow), bond_detect_mode (carrier, miimon),
+    miimon_interval (ms), updelay, downdelay (ms), lacp_fallback_ab (bool).
+    """
+
+    switch: str
+    name: str
+    ports: tuple[str, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Topology:
     name: str
@@ -63,6 +85,7 @@ class Topology:
     nodes: dict[str, Node] = field(default_factory=dict)
     links: list[Link] = field(default_factory=list)
     bonds: list[Bond] = field(default_factory=list)
+    lags: list[Lag] = field(default_factory=list)
     # (node, interface) -> "address/prefix"
     addresses: dict[tuple[str, str], str] = field(default_factory=dict)
     # Permanent neighbour (ARP) entries between hosts on one subnet. Off by default:
@@ -73,13 +96,19 @@ class Topology:
     def add_host(self, name: str) -> str:
         return self._add(Node(name, "host"))
 
-    def add_switch(self, name: str) -> str:
-        return self._add(Node(name, "switch"))
+    def add_switch(self, name: str, impl: SwitchImpl = "bridge") -> str:
+        return self._add(Node(name, "switch", impl))
 
-    def add_link(self, a: str, a_intf: str, b: str, b_intf: str) -> Link:
-        link = Link(a, a_intf, b, b_intf)
+    def add_link(self, a: str, a_intf: str, b: str, b_intf: str,
+                 rate_mbit: float | None = None) -> Link:
+        link = Link(a, a_intf, b, b_intf, rate_mbit)
         self.links.append(link)
         return link
+
+    def add_lag(self, switch: str, name: str, ports: list[str], **options: Any) -> Lag:
+        lag = Lag(switch, name, tuple(ports), dict(options))
+        self.lags.append(lag)
+        return lag
 
     def add_bond(self, node: str, name: str, members: list[str], **options: Any) -> Bond:
         bond = Bond(node, name, tuple(members), dict(options))
@@ -102,6 +131,17 @@ class Topology:
 
     def switches(self) -> list[str]:
         return [n.name for n in self.nodes.values() if n.kind == "switch"]
+
+    def ovs_switches(self) -> list[str]:
+        return [n.name for n in self.nodes.values() if n.kind == "switch" and n.impl == "ovs"]
+
+    def lag(self, switch: str, name: str | None = None) -> Lag:
+        for lag in self.lags:
+            if lag.switch == switch and (name is None or lag.name == name):
+                return lag
+        raise ConfigError(f"topology {self.name}: switch {switch!r} has no LAG"
+                          + (f" named {name!r}" if name else ""),
+                          "target a switch whose topology declares a LAG")
 
     def far_end(self, node: str, intf: str) -> tuple[str, str]:
         for link in self.links:
@@ -156,6 +196,24 @@ class Topology:
                 if (bond.node, member) not in used:
                     problems.append(f"bond {bond.node}:{bond.name} member {member!r} is not"
                                     " an interface of any link")
+        for lag in self.lags:
+            node = self.nodes.get(lag.switch)
+            if node is None or node.kind != "switch" or node.impl != "ovs":
+                problems.append(f"LAG {lag.name} is on {lag.switch!r}, which is not an Open"
+                                " vSwitch switch (add_switch(name, impl='ovs'))")
+            if len(lag.ports) < 2:
+                problems.append(f"LAG {lag.switch}:{lag.name} needs at least two ports")
+            for port in lag.ports:
+                if (lag.switch, port) not in used:
+                    problems.append(f"LAG {lag.switch}:{lag.name} port {port!r} is not an"
+                                    " interface of any link")
+            if len(lag.name) > MAX_PORT_NAME:
+                problems.append(f"LAG name {lag.name!r} is longer than {MAX_PORT_NAME}"
+                                " characters (it is prefixed like a switch port)")
+        for link in self.links:
+            if link.rate_mbit is not None and link.rate_mbit <= 0:
+                problems.append(f"link {link.a}:{link.a_intf}-{link.b}:{link.b_intf} has rate"
+                                f" {link.rate_mbit} Mbit/s; use a positive rate or None")
         for (node, intf), cidr in self.addresses.items():
             if node not in self.nodes:
                 problems.append(f"address {cidr} is on node {node!r}, which is not declared")
