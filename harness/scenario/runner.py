@@ -24,7 +24,7 @@ from harness.inject.filter import ControlPlaneDrop
 from harness.inject.link import LinkCut
 from harness.inject.netem import Degrade
 from harness.journal import Journal
-from harness.measure import outages, stats
+from harness.measure import counters, outages, stats
 from harness.measure.gapprobe import GapProbeRun
 from harness.measure.iperf import Interval, IperfRun, IperfSettings
 from harness.measure.probe import ProbeRecord, ProbeRun, ProbeSettings
@@ -143,6 +143,8 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         iperf = IperfRun(lab, traffic.server, traffic.client,
                          IperfSettings(traffic.protocol, traffic.rate, traffic.parallel,
                                        traffic.duration_s), tdir / "iperf3.json")
+        aggregates = counters.groups(lab)
+        counted = {g.label: counters.snapshot(lab, g) for g in aggregates}
         probe.start()
         iperf.start()
         events.t0_ns = iperf.started_ns
@@ -157,6 +159,9 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
                 timeline.execute(step)
             intervals = iperf.finish()
             record = probe.finish_record()
+            spread = [r for g in aggregates for r in counters.difference(
+                g, counted[g.label], counters.snapshot(lab, g))]
+            counters.write(tdir / "members.csv", spread)
         finally:
             for w in watchers:
                 w.stop()
@@ -167,8 +172,13 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
             {n: state.as_dict() for n, state in final.items()}, indent=2))
     row, failover = _summary_row(req, trial, events, timeline, intervals, record,
                                  active_before, active_after, bring_up_s)
+    row.update(_spread_columns(spread))
     _draw(tdir, failover)
     return row
+
+
+def _ratio_pct(part: float, whole: float) -> float:
+    return round(100 * part / whole, 1) if whole > 0 else math.nan
 
 
 def _window(o: outages.Outage | None) -> float:
@@ -200,6 +210,8 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
     sends_in_failover = (sum(1 for p in record.packets
                              if cut_ns <= p.sent_ns <= int(changed["t_ns"]))
                          if switched else math.nan)
+    before_mbps = stats.mean_throughput_mbps(intervals, events.t0_ns + 500_000_000, cut_ns)
+    during_mbps = stats.mean_throughput_mbps(intervals, cut_ns, restore_ns)
     row: dict[str, Any] = {
         "scenario": req.scenario.name,
         "trial": trial,
@@ -226,21 +238,35 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
         "probe_interval_ms": round(rt.interval_ns / 1e6, 4),
         "duplicates": record.duplicates,
         "reordered": rt.reordered,
-        "throughput_before_mbps": round(stats.mean_throughput_mbps(
-            intervals, events.t0_ns + 500_000_000, cut_ns), 2),
-        "throughput_during_mbps": round(stats.mean_throughput_mbps(
-            intervals, cut_ns, restore_ns), 2),
+        "throughput_before_mbps": round(before_mbps, 2),
+        "throughput_during_mbps": round(during_mbps, 2),
         "throughput_after_mbps": round(stats.mean_throughput_mbps(
             intervals, restore_ns, end_ns + 1), 2),
+        # N-1: what is left of the capacity while the failure lasts
+        "capacity_retained_pct": _ratio_pct(during_mbps, before_mbps),
         "recovery_90_ms": round(stats.time_to_recover_ms(intervals, cut_ns), 1),
         "active_before": ";".join(f"{k}:{v}" for k, v in active_before.items()),
         "active_after": ";".join(f"{k}:{v}" for k, v in active_after.items()),
         "failover_detected_ms": round(detected_ms, 3),
         "probe_sends_in_failover": sends_in_failover,
         "bring_up_s": round(bring_up_s, 3),
+        "traffic": f"{req.scenario.traffic.protocol} x{req.scenario.traffic.parallel}"
+                   f" at {req.scenario.traffic.rate}",
     }
     row.update(req.params)
     return row, failover
+
+
+def _spread_columns(rows: list[counters.MemberTraffic]) -> dict[str, Any]:
+    """Per bond or LAG, how its busier direction's bytes spread over its members."""
+    columns: dict[str, Any] = {}
+    for label in dict.fromkeys(r.group for r in rows):
+        group = [r for r in rows if r.group == label]
+        busier = max(("tx", "rx"), key=lambda d: sum(getattr(r, f"{d}_bytes") for r in group))
+        key = label.replace(":", "_")
+        columns[f"spread_{key}"] = f"{busier}: {counters.spread(group, busier)}"
+        columns[f"members_used_{key}"] = counters.members_used(group, busier)
+    return columns
 
 
 def _draw(tdir: Path, failover: outages.Outage | None) -> None:

@@ -1,0 +1,92 @@
+"""How traffic spread over the members of every bond and LAG: kernel interface counters.
+
+A LAG's capacity argument rests on which member carried which flows, so each trial
+snapshots every member's counters (IFLA_STATS64, read through netlink in the member's
+own namespace) when traffic starts and when it ends, and keeps the difference.
+"""
+
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.topology.build import Lab
+
+COUNTERS = ("tx_bytes", "rx_bytes", "tx_packets", "rx_packets")
+
+
+@dataclass(frozen=True)
+class Group:
+    """The members of one aggregate: a host's bond or a switch's LAG."""
+
+    node: str
+    name: str
+    members: tuple[str, ...]  # interface names as the topology gives them
+
+    @property
+    def label(self) -> str:
+        return f"{self.node}:{self.name}"
+
+
+def groups(lab: Lab) -> list[Group]:
+    topo = lab.topo
+    return ([Group(b.node, b.name, b.members) for b in topo.bonds]
+            + [Group(g.switch, g.name, g.ports) for g in topo.lags])
+
+
+def snapshot(lab: Lab, group: Group) -> dict[str, dict[str, int]]:
+    """member -> counter -> value, now."""
+    ipr = lab.ipr(group.node)
+    result = {}
+    for member in group.members:
+        idx = ipr.link_lookup(ifname=lab.ifname(group.node, member))
+        stats = ipr.get_links(idx[0])[0].get("IFLA_STATS64") if idx else None
+        result[member] = {k: int(stats.get(k)) if stats else 0 for k in COUNTERS}
+    return result
+
+
+@dataclass(frozen=True)
+class MemberTraffic:
+    group: str
+    member: str
+    tx_bytes: int
+    rx_bytes: int
+    tx_packets: int
+    rx_packets: int
+    tx_share: float  # of the group's tx bytes
+    rx_share: float
+
+
+def difference(group: Group, before: dict[str, dict[str, int]],
+               after: dict[str, dict[str, int]]) -> list[MemberTraffic]:
+    delta = {m: {k: after[m][k] - before[m][k] for k in COUNTERS} for m in group.members}
+    tx = sum(d["tx_bytes"] for d in delta.values()) or 1
+    rx = sum(d["rx_bytes"] for d in delta.values()) or 1
+    return [MemberTraffic(group.label, m, d["tx_bytes"], d["rx_bytes"], d["tx_packets"],
+                          d["rx_packets"], round(d["tx_bytes"] / tx, 4),
+                          round(d["rx_bytes"] / rx, 4))
+            for m, d in delta.items()]
+
+
+def write(path: Path, rows: list[MemberTraffic]) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["group", "member", "tx_bytes", "rx_bytes", "tx_packets",
+                         "rx_packets", "tx_share", "rx_share"])
+        for r in rows:
+            writer.writerow([r.group, r.member, r.tx_bytes, r.rx_bytes, r.tx_packets,
+                             r.rx_packets, r.tx_share, r.rx_share])
+
+
+def spread(rows: list[MemberTraffic], direction: str) -> str:
+    """``eth0 52% / eth1 48%`` for one group's members in ``direction`` (tx or rx)."""
+    return " / ".join(f"{r.member} {getattr(r, direction + '_share') * 100:.0f}%"
+                      for r in rows)
+
+
+def members_used(rows: list[MemberTraffic], direction: str, floor: float = 0.05) -> int:
+    """How many members carried at least ``floor`` of the group's bytes in ``direction``."""
+    return sum(getattr(r, direction + "_share") >= floor for r in rows)
