@@ -165,6 +165,8 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
         journal.record("run_folder", path=str(out))
         result = run_in_uml(
             GuestSpec(argv=argv, cwd=Path.cwd(), writable=[out],
+                      # the host's home is read-only inside: matplotlib caches in tmpfs
+                      env={"MPLCONFIGDIR": "/tmp/matplotlib"},
                       modules=guest_modules([*LAB_BASE_FEATURES, *requires]),
                       start_ovs="openvswitch" in requires),
             deadline_s=deadline, journal=journal)

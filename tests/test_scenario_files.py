@@ -88,3 +88,12 @@ def test_a_degrade_step_without_netem_in_requires_is_rejected(tmp_path):
         "action: degrade, node: srv, interface: eth0, loss_pct: 100"))
     with pytest.raises(ConfigError, match="needs netem"):
         load_scenario(path)
+
+
+def test_traffic_overrides_apply_and_are_checked(tmp_path):
+    scenario = load_scenario(SCENARIOS / "lag-flows.yaml")
+    assert scenario.with_traffic({"parallel": "8"}, tmp_path).traffic.parallel == 8
+    with pytest.raises(ConfigError, match="parallel"):
+        scenario.with_traffic({"parallel": "0"}, tmp_path)
+    with pytest.raises(ConfigError, match="paralel: unknown key"):
+        scenario.with_traffic({"paralel": "8"}, tmp_path)

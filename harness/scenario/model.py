@@ -83,14 +83,15 @@ class Scenario(Strict):
     requires: list[Feature] = []
     params: dict[str, Any] = {}
     traffic: Traffic
-    steps: list[Step] = Field(min_length=1)
+    # No steps: a baseline (capacity, how flows spread) with nothing failing.
+    steps: list[Step] = []
 
     @model_validator(mode="after")
     def _timeline(self) -> Scenario:
         times = [s.at_s for s in self.steps]
         if times != sorted(times):
             raise ValueError("steps must be in time order (at_s increasing)")
-        if times[-1] >= self.traffic.duration_s:
+        if times and times[-1] >= self.traffic.duration_s:
             raise ValueError(f"the last step at {times[-1]} s is not before the end of"
                              f" traffic at {self.traffic.duration_s} s")
         if any(s.action == "degrade" for s in self.steps) and "netem" not in self.requires:
