@@ -130,6 +130,12 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
                  row["active_before"], row["active_after"])
 
 
+def _suite_params(params: dict[str, Any]) -> dict[str, str]:
+    """A suite's YAML values as --param would give them (a list becomes a,b)."""
+    return {k: ",".join(map(str, v)) if isinstance(v, list) else str(v)
+            for k, v in params.items()}
+
+
 def _resolve(scenario_path: Path, overrides: dict[str, str]) -> tuple[Any, Any, dict[str, Any]]:
     """Scenario, topology and parameters with ``overrides`` applied, all checked.
 
@@ -192,10 +198,10 @@ def suite(
         spec = load_suite(suite_file)
         # Validate every run before the first one starts: a typo in run 3 fails now.
         for item in spec.runs:
-            _resolve(item.scenario, {k: str(v) for k, v in item.params.items()})
+            _resolve(item.scenario, _suite_params(item.params))
         root = out or Path("results") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
         for number, item in enumerate(spec.runs, start=1):
-            params = {k: str(v) for k, v in item.params.items()}
+            params = _suite_params(item.params)
             _run(item.scenario, params, item.repeat,
                  root / f"{number:02d}-{item.scenario.stem}", lab, deadline, None)
         typer.echo(f"suite {spec.name}: {len(spec.runs)} run(s) written under {root}")

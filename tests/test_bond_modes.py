@@ -83,20 +83,20 @@ def guest_main() -> None:
 
 def _guest_case(params: dict[str, str], journal: Any) -> dict[str, Any]:
     """Build the lab, send a few pings from the server, report the bond and who sent them."""
+    from harness.measure import counters
     from harness.naming import new_run_id
-    from harness.tech import bond as bonds
     from harness.topology.build import Lab
     from harness.topology.loader import build_topology
 
     topo, _ = build_topology("bond_server", params)
     try:
         with Lab(topo, new_run_id(), journal) as lab:
-            ipr = lab.ipr("srv")
-            before = bonds.member_counters(ipr, "bond0")
+            group = next(g for g in counters.groups(lab) if g.label == "srv:bond0")
+            before = counters.snapshot(lab, group)
             ping = lab.popen("srv", ["ping", "-n", "-q", "-c", str(PINGS), "-i", "0.2",
                                      "-W", "2", CLIENT])
             ping.communicate(timeout=20)
-            after = bonds.member_counters(ipr, "bond0")
+            after = counters.snapshot(lab, group)
             return {"state": lab.bond_states["bond0"].as_dict(), "ping": ping.returncode,
                     "counters": after,
                     "sent": {m: after[m]["tx_packets"] - before[m]["tx_packets"]

@@ -402,20 +402,6 @@ def _member_info(link: Any) -> dict[str, Any]:
     }
 
 
-COUNTERS = ("tx_bytes", "rx_bytes", "tx_packets", "rx_packets")
-
-
-def member_counters(ipr: IPRoute, bond_name: str) -> dict[str, dict[str, int]]:
-    """Each member's traffic counters (IFLA_STATS64): how flows spread over the members."""
-    master = _index(ipr, bond_name)
-    counters = {}
-    for link in ipr.get_links():
-        if link.get("IFLA_MASTER") == master:
-            stats = link.get("IFLA_STATS64")
-            counters[link.get("IFLA_IFNAME")] = {key: int(stats.get(key)) for key in COUNTERS}
-    return counters
-
-
 def active_member(ipr: IPRoute, name: str) -> str | None:
     """Only the active member: one link query, cheap enough to poll every few ms."""
     link = ipr.get_links(_index(ipr, name))[0]

@@ -201,14 +201,3 @@ def check_lag(name: str, options: dict[str, Any]) -> LagConfig:
         raise LabError(f"LAG {name} does not hold the requested options ({detail})",
                        "see ovs-vswitchd.conf.db(5) for the allowed combinations")
     return got
-
-
-def member_counters(ports: list[str]) -> dict[str, dict[str, int]]:
-    """Per port, the statistics ovs-vswitchd reads from the kernel (tx/rx bytes, packets)."""
-    result = {}
-    for port in ports:
-        stats = vsctl("get", "interface", port, "statistics", what=f"statistics of {port}")
-        pairs = (item.split("=") for item in stats.strip("{}\n ").split(", ") if "=" in item)
-        result[port] = {k: int(v) for k, v in pairs if k in ("rx_bytes", "tx_bytes",
-                                                               "rx_packets", "tx_packets")}
-    return result

@@ -56,5 +56,11 @@ def build_topology(name: str, params: dict[str, Any]) -> tuple[Topology, dict[st
         known = ", ".join(module.Params.model_fields)
         raise config_error(f"parameters of topology {name}", exc,
                            f"known parameters: {known}") from exc
-    topo = module.build(model)
-    return topo.validate(), model.model_dump(mode="json")
+    topo = module.build(model).validate()
+    # Every bond's options against each other and the kernel's rules, before anything
+    # exists (whichever topology declares the bond).
+    from harness.tech.bond import bond_settings
+
+    for bond in topo.bonds:
+        bond_settings(bond.options, bond.members, f"{bond.node}:{bond.name}")
+    return topo, model.model_dump(mode="json")
