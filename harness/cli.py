@@ -190,8 +190,9 @@ def suite(
     deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
     verbose: VerboseOption = False,
 ) -> None:
-    """Run every scenario of a suite, each into its own folder under OUT."""
-    from harness.scenario.suite import load_suite
+    """Run every scenario of a suite (sweeps expanded), each into its own folder under OUT;
+    all rows in OUT/suite.csv, medians per run printed."""
+    from harness.scenario.suite import combine, load_suite, medians
 
     _setup(verbose)
     with _reported():
@@ -200,11 +201,21 @@ def suite(
         for item in spec.runs:
             _resolve(item.scenario, _suite_params(item.params))
         root = out or Path("results") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-        for number, item in enumerate(spec.runs, start=1):
-            params = _suite_params(item.params)
-            _run(item.scenario, params, item.repeat,
-                 root / f"{number:02d}-{item.scenario.stem}", lab, deadline, None)
-        typer.echo(f"suite {spec.name}: {len(spec.runs)} run(s) written under {root}")
+        folders = []
+        try:
+            for number, item in enumerate(spec.runs, start=1):
+                params = _suite_params(item.params)
+                label = "-".join([f"{number:02d}", item.scenario.stem,
+                                  *(f"{k}={v}" for k, v in params.items())])
+                folders.append((label, root / label))
+                _run(item.scenario, params, item.repeat, root / label, lab, deadline, None)
+        finally:  # the rows of the runs that finished are kept, whatever stopped the rest
+            if folders:
+                table = combine(folders, root / "suite.csv")
+                if not table.empty:
+                    typer.echo(medians(table).to_string())
+        typer.echo(f"suite {spec.name}: {len(spec.runs)} run(s) written under {root};"
+                   f" every row in {root / 'suite.csv'}")
 
 
 @app.command()

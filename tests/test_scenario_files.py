@@ -97,3 +97,14 @@ def test_traffic_overrides_apply_and_are_checked(tmp_path):
         scenario.with_traffic({"parallel": "0"}, tmp_path)
     with pytest.raises(ConfigError, match="paralel: unknown key"):
         scenario.with_traffic({"paralel": "8"}, tmp_path)
+
+
+def test_a_sweep_expands_into_one_run_per_combination(tmp_path):
+    (tmp_path / "s.yaml").write_text(VALID)
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: b\nintent: i\nruns:\n  - scenario: s.yaml\n    params: {updelay: 0}\n"
+                     "    sweep: {miimon: [10, 100], traffic.parallel: [1, 4]}\n")
+    runs = load_suite(suite).runs
+    assert [(r.params["miimon"], r.params["traffic.parallel"]) for r in runs] == [
+        (10, 1), (10, 4), (100, 1), (100, 4)]
+    assert all(r.params["updelay"] == 0 and not r.sweep for r in runs)
