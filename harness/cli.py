@@ -116,7 +116,10 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         args = ["run", str(scenario_path.resolve()), "--repeat", str(repeat)]
         for key, value in overrides.items():
             args += ["--param", f"{key}={value}"]
-        _in_uml(args, out, run_id, deadline, scenario.requires)
+        from harness.inject.filter import TC_MODULES
+
+        drops = any(step.action == "drop_control" for step in scenario.steps)
+        _in_uml(args, out, run_id, deadline, scenario.requires, TC_MODULES if drops else ())
         return
     started = time.monotonic()
     store = run_scenario(RunRequest(scenario, scenario_path.resolve(), topology, params,
@@ -157,8 +160,11 @@ def _resolve(scenario_path: Path, overrides: dict[str, str]) -> tuple[Any, Any, 
 
 
 def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
-            requires: list[str]) -> None:
-    """Run ``redlab <args>`` natively inside a User-mode Linux guest, results into ``out``."""
+            requires: list[str], extra_modules: tuple[str, ...] = ()) -> None:
+    """Run ``redlab <args>`` natively inside a User-mode Linux guest, results into ``out``.
+
+    ``extra_modules`` are loaded at boot too: a module the kernel would load on first use
+    costs hundreds of ms inside UML, which must not land inside a measured failure."""
     from harness.lab import guest_modules
     from harness.lab.uml import GuestSpec, run_in_uml
 
@@ -173,7 +179,8 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
             GuestSpec(argv=argv, cwd=Path.cwd(), writable=[out],
                       # the host's home is read-only inside: matplotlib caches in tmpfs
                       env={"MPLCONFIGDIR": "/tmp/matplotlib"},
-                      modules=guest_modules([*LAB_BASE_FEATURES, *requires]),
+                      modules=(*guest_modules([*LAB_BASE_FEATURES, *requires]),
+                               *extra_modules),
                       start_ovs="openvswitch" in requires),
             deadline_s=deadline, journal=journal)
     log.info("UML: boot %.1f s, run %.1f s, exit %d", result.boot_s, result.run_s,

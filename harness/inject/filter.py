@@ -45,6 +45,8 @@ log = logging.getLogger(__name__)
 ControlProtocol = Literal["lacp", "vrrp"]
 Direction = Literal["both", "in", "out"]
 Backend = Literal["auto", "nft", "tc"]
+# What the tc backend needs from the kernel (loaded ahead inside UML by the CLI).
+TC_MODULES = ("sch_ingress", "cls_u32", "act_gact")
 
 ETH_P_SLOW = 0x8809  # IEEE 802.3 slow protocols: LACP and its marker protocol
 IPPROTO_VRRP = 112
@@ -137,7 +139,8 @@ class ControlPlaneDrop(Reversible):
                 if self.backend == "nft":
                     raise
                 nft_error = exc.problem
-                log.info("nft netdev filtering failed, trying tc: %s", exc.problem)
+                log.info("nft netdev filtering failed, trying tc: %s",
+                         " ".join(exc.problem.split()))
                 # Only a missing feature is remembered; any other failure is retried.
                 if "not supported" in exc.problem or "not installed" in exc.problem:
                     _nft_works = False

@@ -55,24 +55,35 @@ class RunRequest:
 
 
 class BondWatcher(threading.Thread):
-    """Records every change of a bond's active member as an event, as it happens."""
+    """Records, as it happens, every change of a bond's active member and, in 802.3ad,
+    of the set of members distributing traffic (a member leaving or joining the LAG)."""
 
     def __init__(self, lab: Lab, node: str, events: EventLog) -> None:
         super().__init__(daemon=True, name=f"bond-watch-{node}")
         self.lab, self.node, self.events = lab, node, events
         self._halt = threading.Event()
-        self.active = lab.active_member(node)
+        self.view = lab.poll_bond(node)
+        self.active = self.view.active
 
     def run(self) -> None:
         while not self._halt.wait(BOND_POLL_S):
-            active = self.lab.poll_active_member(self.node)
-            if active != self.active:
-                self.events.add("bond_active_changed", self.node, f"{self.active} -> {active}")
-                self.active = active
+            view = self.lab.poll_bond(self.node)
+            if view.active != self.view.active:
+                self.events.add("bond_active_changed", self.node,
+                                f"{self.view.active} -> {view.active}")
+            if view.distributing != self.view.distributing:
+                self.events.add("lacp_members_changed", self.node,
+                                f"{_names(self.view.distributing)} -> "
+                                f"{_names(view.distributing)}")
+            self.view = view
 
     def stop(self) -> None:
         self._halt.set()
         self.join(timeout=2)
+
+
+def _names(members: frozenset[str] | None) -> str:
+    return ",".join(sorted(members)) if members else "none"
 
 
 class Timeline:
@@ -177,6 +188,13 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     return row
 
 
+def _shrank(detail: str) -> bool:
+    """Whether a ``lacp_members_changed`` detail ("eth0,eth1 -> eth1") lost a member."""
+    before, _, after = detail.partition(" -> ")
+    count = lambda names: 0 if names == "none" else len(names.split(","))  # noqa: E731
+    return count(after) < count(before)
+
+
 def _ratio_pct(part: float, whole: float) -> float:
     return round(100 * part / whole, 1) if whole > 0 else math.nan
 
@@ -202,6 +220,8 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
     failback = rt.outage_for_event(restore_ns, within) if restore else None
     if failback is failover:
         failback = None  # the path was still down when the cable came back
+    left = next((e for e in events.events if e["kind"] == "lacp_members_changed"
+                 and cut and int(e["t_ns"]) >= cut_ns and _shrank(e["detail"])), None)
     changed = events.first("bond_active_changed")
     switched = cut and changed and int(changed["t_ns"]) >= cut_ns
     detected_ms = (int(changed["t_ns"]) - cut_ns) / 1e6 if switched else math.nan
@@ -248,6 +268,9 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
         "active_before": ";".join(f"{k}:{v}" for k, v in active_before.items()),
         "active_after": ";".join(f"{k}:{v}" for k, v in active_after.items()),
         "failover_detected_ms": round(detected_ms, 3),
+        # 802.3ad: failure -> the bond stopped distributing on a member (LACP timeout)
+        "lacp_member_left_ms": (round((int(left["t_ns"]) - cut_ns) / 1e6, 3) if left
+                                else math.nan),
         "probe_sends_in_failover": sends_in_failover,
         "bring_up_s": round(bring_up_s, 3),
         "traffic": f"{req.scenario.traffic.protocol} x{req.scenario.traffic.parallel}"

@@ -194,6 +194,14 @@ def _linux_pdu(block: dict[str, str] | None) -> LacpInfo | None:
                     state=PortState(_int(block["port state"]) & 0xFF))
 
 
+def distributing(side: LinuxLacp) -> frozenset[str]:
+    """The members that carry traffic: in the active aggregator, actor distributing."""
+    active = side.aggregator.id if side.aggregator else None
+    return frozenset(m.name for m in side.members.values()
+                     if m.aggregator_id == active and m.actor is not None
+                     and PortState.DISTRIBUTING in m.actor.state)
+
+
 # -- Open vSwitch: ovs-appctl lacp/show, bond/show, ovs-dpctl show --------------------
 
 @dataclass(frozen=True)

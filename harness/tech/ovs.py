@@ -21,6 +21,7 @@ import json
 import logging
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,8 +139,27 @@ def ensure_daemons(journal: Journal) -> str:
     return "ours"
 
 
+# ovs-vswitchd 3.1 sizes its upcall handlers from the CPU count, which reads 0 until the
+# kernel has been up about 10 s ("Overriding n-handler-threads to 0" in its log); a
+# datapath created before then gets no handler and never recovers: every packet that
+# misses the flow table, LACPDUs included, is lost (`ovs-dpctl show`: lost == missed),
+# so both LACP ends stay defaulted.  Only a freshly booted kernel (a UML guest) is young
+# enough to hit it; see tests/data/lacp/README.md and harness/tech/lacp.py.
+SETTLED_UPTIME_S = 10.5
+
+
+def wait_for_settled_kernel() -> None:
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    if uptime < SETTLED_UPTIME_S:
+        log.info("waiting %.1f s before the first Open vSwitch bridge: ovs-vswitchd gives a"
+                 " datapath made in the kernel's first %g s no upcall handler",
+                 SETTLED_UPTIME_S - uptime, SETTLED_UPTIME_S)
+        time.sleep(SETTLED_UPTIME_S - uptime)
+
+
 def add_bridge(journal: Journal, name: str, dpid: int, ports: list[str]) -> None:
     """A standalone (learning) bridge on the kernel datapath with ``ports``."""
+    wait_for_settled_kernel()
     journal.record("ovs_bridge", name=name)
     args = ["add-br", name, "--", "set", "bridge", name, "fail_mode=standalone",
             f"other_config:datapath-id={dpid:016x}"]

@@ -18,6 +18,7 @@ import logging
 import subprocess
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,7 +28,7 @@ from harness.errors import LabError
 from harness.journal import Journal
 from harness.naming import check_ifname, prefixed
 from harness.tech import bond as bonds
-from harness.tech import ovs
+from harness.tech import lacp, ovs
 from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ class Lab:
         self.net: Any = None
         self.bond_states: dict[str, bonds.BondState] = {}
         self.ovs_daemons: str | None = None  # "ours" or "system" once OVS is in use
+        self.lacp_tables: dict[str, str] = {}  # both ends' LACP state once negotiated
         self._mark = journal.mark()
         self._sockets: dict[tuple[int, str | None], IPRoute] = {}
         self._sockets_lock = threading.Lock()
@@ -130,6 +132,9 @@ class Lab:
             self._configure_static_neighbours()
         for bond in self.topo.bonds:
             self.bond_states[bond.name] = bonds.wait_ready(self.ipr(bond.node), bond.name)
+        for pair in self.lacp_pairs():
+            verdict = lacp.wait_negotiated(pair.read, links=pair.links)
+            self.lacp_tables[f"{pair.a} - {pair.b}"] = verdict.table
         # Open every node's socket now: opening one costs tens of ms under UML, which
         # must not land inside a measured failure.
         for node in self.topo.nodes:
@@ -166,6 +171,46 @@ class Lab:
                 idx = ipr.link_lookup(ifname=self.ifname(node, intf))
                 ipr.tc("add", "tbf", idx[0], handle="1:", rate=f"{rate * 8}bit",
                        burst=burst, latency="20ms")
+
+    # -- LACP ------------------------------------------------------------------------------
+    def lacp_end(self, node: str) -> str | None:
+        """The LACP-speaking aggregate on ``node`` (an 802.3ad bond or an LACP LAG), if any."""
+        for bond in self.topo.bonds:
+            mode = bonds.mode_name(bond.options.get("mode", bonds.DEFAULT_MODE))
+            if bond.node == node and mode == "802.3ad":
+                return bond.name
+        for lag in self.topo.lags:
+            if lag.switch == node and ovs.lag_options(lag.options)["lacp"] != "off":
+                return lag.name
+        return None
+
+    def read_lacp(self, node: str) -> lacp.LacpSide:
+        name = self.lacp_end(node)
+        if name is None:
+            raise LabError(f"{node} has no 802.3ad bond or LACP LAG",
+                           "target a node of the topology that speaks LACP")
+        if self.topo.nodes[node].kind == "switch":
+            return lacp.read_ovs(self.ifname(node, name))
+        return lacp.read_linux(name, self.net.get(node).pid)
+
+    def lacp_pairs(self) -> list[LacpPair]:
+        """Every cable bundle with LACP at both ends: (end a, end b, member name pairs)."""
+        pairs: dict[tuple[str, str], dict[str, str]] = {}
+        for link in self.topo.links:
+            a, b = (link.a, link.a_intf), (link.b, link.b_intf)
+            if self._lacp_member(*a) and self._lacp_member(*b):
+                key = tuple(sorted((a[0], b[0])))
+                first, second = (a, b) if key[0] == a[0] else (b, a)
+                pairs.setdefault(key, {})[self.ifname(*first)] = self.ifname(*second)
+        return [LacpPair(self, a, b, links) for (a, b), links in pairs.items()]
+
+    def _lacp_member(self, node: str, intf: str) -> bool:
+        name = self.lacp_end(node)
+        if name is None:
+            return False
+        members = (self.topo.bond(node, name).members if self.topo.nodes[node].kind == "host"
+                   else self.topo.lag(node, name).ports)
+        return intf in members
 
     def _configure_addresses(self) -> None:
         for (node, intf), cidr in self.topo.addresses.items():
@@ -222,10 +267,14 @@ class Lab:
     def active_member(self, node: str, name: str | None = None) -> str | None:
         return bonds.active_member(self.ipr(node), self.topo.bond(node, name).name)
 
-    def poll_active_member(self, node: str, name: str | None = None) -> str | None:
-        """Cheap enough to call every few ms (see bonds.active_member_proc)."""
-        pid = self.net.get(self.node_name(node)).pid
-        return bonds.active_member_proc(pid, self.topo.bond(node, name).name)
+    def poll_bond(self, node: str, name: str | None = None) -> BondView:
+        """The bond's active member and, in 802.3ad, its distributing members: cheap
+        enough to call every few ms (see bonds.status_text)."""
+        bond = self.topo.bond(node, name)
+        text = bonds.status_text(self.net.get(self.node_name(node)).pid, bond.name)
+        members = (lacp.distributing(lacp.linux_lacp(text, bond.name))
+                   if "Bonding Mode: IEEE 802.3ad" in text else None)
+        return BondView(bonds.active_member_in(text), members)
 
     def write_state(self, path: Path) -> None:
         """Record names as instantiated, for people reading a run folder."""
@@ -238,7 +287,30 @@ class Lab:
             "lags": {f"{lag.switch}:{lag.name}": self.ifname(lag.switch, lag.name)
                      for lag in self.topo.lags},
             "ovs_daemons": self.ovs_daemons,
+            "lacp_negotiated": {k: v.splitlines() for k, v in self.lacp_tables.items()},
         }, indent=2))
+
+
+@dataclass(frozen=True)
+class BondView:
+    """What a watcher follows: the active member (modes that have one) and the members
+    distributing (802.3ad; None in other modes)."""
+
+    active: str | None
+    distributing: frozenset[str] | None
+
+
+@dataclass(frozen=True)
+class LacpPair:
+    """The two LACP ends of one cable bundle, and which member faces which."""
+
+    lab: Lab
+    a: str
+    b: str
+    links: dict[str, str]  # a's member interface -> b's, as the kernel names them
+
+    def read(self) -> tuple[lacp.LacpSide, lacp.LacpSide]:
+        return self.lab.read_lacp(self.a), self.lab.read_lacp(self.b)
 
 
 @functools.cache
