@@ -43,6 +43,9 @@ class Step(Strict):
 
     - ``cut``: a cable loses carrier, taken down at its ``end`` (near, far or both);
       ``interface: active`` means the bond's active member on ``node`` at that moment;
+      ``interface: probe`` the member of ``node``'s bond that carries the gap probe's
+      packets out of it (found from its counters before other traffic starts), so
+      that in a LAG the probe's own flow is one of those that lose their member;
     - ``device_down``: every cable of ``node`` at once, its daemons killed (no goodbye);
     - ``drop_control``: ``protocol`` (lacp or vrrp) frames dropped on ``node:interface``
       in ``direction`` while carrier and user traffic stay up;
@@ -118,10 +121,10 @@ class Scenario(Strict):
                 problems.append(f"steps.{number}: node {step.node!r} is not in topology"
                                 f" {topo.name} (it has {', '.join(topo.nodes)})")
                 continue
-            if step.interface == "active":
+            if step.interface in ("active", "probe"):
                 if not any(b.node == step.node for b in topo.bonds):
-                    problems.append(f"steps.{number}: interface 'active' needs a bond on"
-                                    f" {step.node}, which has none")
+                    problems.append(f"steps.{number}: interface {step.interface!r} needs a"
+                                    f" bond on {step.node}, which has none")
             elif step.interface is not None:
                 ends = {intf for link in topo.links
                         for node, intf in ((link.a, link.a_intf), (link.b, link.b_intf))

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # A failure's outage may begin after the event (a timer must expire first): look this far.
 EVENT_OUTAGE_WITHIN_S = 5.0
+PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
 BOND_POLL_S = 0.005  # bond watcher poll period: the resolution of failover_detected_ms
 
 
@@ -82,6 +83,16 @@ class BondWatcher(threading.Thread):
         self.join(timeout=2)
 
 
+def _probe_member(lab: Lab, node: str) -> str:
+    """The member of ``node``'s bond that sends the probe's packets, while the probe is the
+    only traffic: the one whose transmit counter moved most over a short window."""
+    group = next(g for g in counters.groups(lab) if g.node == node)
+    before = counters.snapshot(lab, group)
+    time.sleep(PROBE_MEMBER_WINDOW_S)
+    rows = counters.difference(group, before, counters.snapshot(lab, group))
+    return max(rows, key=lambda r: r.tx_packets).member
+
+
 def _names(members: frozenset[str] | None) -> str:
     return ",".join(sorted(members)) if members else "none"
 
@@ -89,8 +100,10 @@ def _names(members: frozenset[str] | None) -> str:
 class Timeline:
     """Executes the scenario's steps at their times, recording each as an event."""
 
-    def __init__(self, lab: Lab, events: EventLog) -> None:
+    def __init__(self, lab: Lab, events: EventLog,
+                 probe_members: dict[str, str] | None = None) -> None:
         self.lab, self.events = lab, events
+        self.probe_members = probe_members or {}  # node -> member carrying the probe
         self.pending: list[Failure] = []   # applied, not yet restored; newest last
         self.injected: list[Failure] = []  # every failure applied, in order
 
@@ -99,6 +112,8 @@ class Timeline:
         intf = step.interface or ""
         if intf == "active":
             intf = self.lab.active_member(step.node) or ""
+        elif intf == "probe":
+            intf = self.probe_members[step.node]
         if step.action == "cut":
             return LinkCut(self.lab, step.node, intf, step.end or "far")
         if step.action == "device_down":
@@ -157,13 +172,17 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         aggregates = counters.groups(lab)
         counted = {g.label: counters.snapshot(lab, g) for g in aggregates}
         probe.start()
+        probe_members = {step.node: _probe_member(lab, step.node) for step in sc.steps
+                         if step.interface == "probe" and step.node}
         iperf.start()
         events.t0_ns = iperf.started_ns
         events.add("traffic_start", traffic.client, f"iperf3 {traffic.protocol} from "
                    f"{traffic.server}", t_ns=iperf.started_ns)
+        for node, member in probe_members.items():
+            events.add("probe_member", node, f"the probe's packets leave {node} on {member}")
         for w in watchers:
             w.start()
-        timeline = Timeline(lab, events)
+        timeline = Timeline(lab, events, probe_members)
         try:
             for step in sc.steps:
                 timeouts.sleep_until(iperf.started_ns + int(step.at_s * 1e9))

@@ -195,10 +195,12 @@ def _linux_pdu(block: dict[str, str] | None) -> LacpInfo | None:
 
 
 def distributing(side: LinuxLacp) -> frozenset[str]:
-    """The members that carry traffic: in the active aggregator, actor distributing."""
+    """The members that carry traffic: link up, in the active aggregator, actor
+    distributing.  (A member whose link went down keeps its last LACP state in the status
+    file until the link returns, so the MII status decides first.)"""
     active = side.aggregator.id if side.aggregator else None
     return frozenset(m.name for m in side.members.values()
-                     if m.aggregator_id == active and m.actor is not None
+                     if m.mii_up and m.aggregator_id == active and m.actor is not None
                      and PortState.DISTRIBUTING in m.actor.state)
 
 
