@@ -60,8 +60,9 @@ class LinkCut:
 
     def describe(self) -> str:
         far_node, far_intf = self.lab.topo.far_end(self.node, self.intf)
+        where = "both ends" if self.end == "both" else f"the {self.end} end"
         return (f"link_down {self.node}:{self.intf} <-> {far_node}:{far_intf}"
-                f" (down at the {self.end} end)")
+                f" (down at {where})")
 
     def _switch(self, up: bool) -> int:
         calls = [set_admin_state(self.lab, node, intf, up) for node, intf in self.ends()]
