@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +41,24 @@ def redlab(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedPr
 @pytest.fixture
 def repo() -> Path:
     return REPO
+
+
+def guest_json_lines(module: str, features: list[str], deadline_s: float,
+                     start_ovs: bool = False) -> list[dict[str, Any]]:
+    """Run ``python -m <module>`` (a test module's guest side) in one User-mode Linux
+    guest and return the JSON lines it printed; skip where UML is not installed."""
+    from harness.journal import Journal
+    from harness.lab import guest_modules, uml
+    from harness.naming import new_run_id
+
+    if not uml.uml_available():
+        pytest.skip("user-mode-linux (linux.uml + modules) not installed")
+    with Journal(new_run_id()) as journal:
+        result = uml.run_in_uml(
+            uml.GuestSpec(argv=[sys.executable, "-m", module], cwd=REPO,
+                          env={"PYTHONPATH": str(REPO)}, modules=guest_modules(features),
+                          start_ovs=start_ovs),
+            deadline_s=deadline_s, journal=journal, stream=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    print(f"UML boot {result.boot_s:.1f} s, run {result.run_s:.1f} s")
+    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]

@@ -13,13 +13,12 @@ refuse (with one error naming the option, and no bond left behind).
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from harness.lab import guest_modules, uml
+from .conftest import guest_json_lines
 
 pytestmark = pytest.mark.lab
 REPO = Path(__file__).resolve().parents[1]
@@ -146,21 +145,9 @@ def _guest_refusals() -> list[dict[str, Any]]:
 # -- on the host -----------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def guest_lines(tmp_path_factory) -> list[dict[str, Any]]:
-    if not uml.uml_available():
-        pytest.skip("user-mode-linux (linux.uml + modules) not installed")
-    from harness.journal import Journal
-    from harness.naming import new_run_id
-
-    with Journal(new_run_id()) as journal:
-        result = uml.run_in_uml(
-            uml.GuestSpec(argv=[sys.executable, "-m", "tests.test_bond_modes"], cwd=REPO,
-                          env={"PYTHONPATH": str(REPO)},
-                          modules=guest_modules(["veth", "bridge", "bonding"])),
-            deadline_s=GUEST_DEADLINE_S, journal=journal, stream=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    print(f"UML boot {result.boot_s:.1f} s, run {result.run_s:.1f} s")
-    return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+def guest_lines() -> list[dict[str, Any]]:
+    return guest_json_lines("tests.test_bond_modes", ["veth", "bridge", "bonding"],
+                            GUEST_DEADLINE_S)
 
 
 @pytest.fixture(scope="module")

@@ -29,6 +29,7 @@ from typing import Any
 from harness import timeouts
 from harness.errors import ConfigError, LabError
 from harness.journal import Journal
+from harness.tech import lacp
 
 log = logging.getLogger(__name__)
 
@@ -174,6 +175,29 @@ def add_lag(bridge: str, name: str, members: list[str], options: dict[str, Any])
     vsctl("add-bond", bridge, name, *members, *(f"{k}={v}" for k, v in settings.items()),
           what=f"creating LAG {name} on {bridge}")
     check_lag(name, options)
+    check_running(name, options, members)
+
+
+def check_running(name: str, options: dict[str, Any], members: list[str]) -> lacp.OvsBond:
+    """What ovs-vswitchd itself runs (``ovs-appctl bond/show``) matches the options: the
+    database may hold a setting the daemon has not applied or refused."""
+    o = lag_options(options)
+    shown = lacp.read_ovs_bond(name)
+    wanted = {"bond_mode": o["bond_mode"], "updelay_ms": o["updelay"],
+              "downdelay_ms": o["downdelay"], "lacp_fallback_ab": o["lacp_fallback_ab"],
+              "members": sorted(members), "lacp": o["lacp"] != "off"}
+    got = {"bond_mode": shown.bond_mode, "updelay_ms": shown.updelay_ms,
+           "downdelay_ms": shown.downdelay_ms, "members": sorted(shown.members),
+           "lacp_fallback_ab": (o["lacp_fallback_ab"] if shown.lacp_fallback_ab is None
+                                else shown.lacp_fallback_ab),
+           "lacp": shown.lacp_status != "off"}
+    wrong = {k: (v, got[k]) for k, v in wanted.items() if got[k] != v}
+    if wrong:
+        detail = ", ".join(f"{k}: asked {a}, ovs-vswitchd runs {b}"
+                           for k, (a, b) in wrong.items())
+        raise LabError(f"LAG {name} does not run as configured ({detail})",
+                       "see `ovs-appctl bond/show` and ovs-vswitchd's log")
+    return shown
 
 
 @dataclass(frozen=True)
