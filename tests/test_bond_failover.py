@@ -75,7 +75,7 @@ def test_the_lab_ran_on_a_kernel_with_bonding(bond_run):
 def test_the_kernel_reports_an_active_backup_bond_with_the_asked_miimon(bond_run):
     for trial in range(1, TRIALS + 1):
         lab = json.loads((bond_run / f"trial-{trial:03d}" / "lab.json").read_text())
-        bond = lab["bonds"]["bond0"]
+        bond = lab["bonds"]["srv:bond0"]
         assert bond["mode"] == "active-backup"
         assert bond["miimon"] == MIIMON
         assert set(bond["members"]) == {"eth0", "eth1"}

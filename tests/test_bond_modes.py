@@ -96,7 +96,7 @@ def _guest_case(params: dict[str, str], journal: Any) -> dict[str, Any]:
                                      "-W", "2", CLIENT])
             ping.communicate(timeout=20)
             after = counters.snapshot(lab, group)
-            return {"state": lab.bond_states["bond0"].as_dict(), "ping": ping.returncode,
+            return {"state": lab.bond_states["srv:bond0"].as_dict(), "ping": ping.returncode,
                     "counters": after,
                     "sent": {m: after[m]["tx_packets"] - before[m]["tx_packets"]
                              for m in after}}

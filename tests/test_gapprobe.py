@@ -128,11 +128,11 @@ def test_constant_rate_on_loopback(binary, loopback_server, tmp_path, rate_pps, 
     by_seq = sorted(packets, key=lambda p: p.seqno)
     due_span = (by_seq[-1].sent_ns - late[-1]) - (by_seq[0].sent_ns - late[0])
     assert abs(due_span - (n - 1) * interval) < 1_000_000
-    # With --rt the sender wakes within tens of microseconds even with every CPU busy.
-    # Without it CFS may run another task first (1-16 ms seen on this shared machine):
-    # that figure is printed above, not asserted.
-    if rt:
-        assert pct(late, 0.99) < 500_000
+    # Wake-up lateness is printed above, not asserted: without --rt CFS may run another
+    # task first (1-16 ms seen on this shared machine); with it the sender preempts every
+    # ordinary task (tens of microseconds when this VM has its CPUs), but nothing inside
+    # the VM helps when the hypervisor takes the CPU away (p99 10.8 ms seen once, with
+    # --rt applied). The figures belong to `redlab calibrate`, as medians.
 
     assert all(p.lost == "false" for p in packets)
     for p in packets:

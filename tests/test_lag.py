@@ -51,7 +51,7 @@ def test_both_ends_negotiated_before_traffic(flows):
     lab = json.loads((out / "trial-001" / "lab.json").read_text())
     (table,) = lab["lacp_negotiated"].values()
     assert len(table) >= 3  # header and one row per member link
-    assert lab["bonds"]["bond0"]["mode"] == "802.3ad"
+    assert lab["bonds"]["srv:bond0"]["mode"] == "802.3ad"
 
 
 def test_one_flow_is_held_to_one_member_and_many_flows_fill_the_lag(flows):
@@ -139,3 +139,17 @@ def test_a_member_whose_lacpdus_stop_leaves_after_three_missed_pdus(lacp_timeout
     # carrier stayed up and user traffic still flowed on both members until then
     assert not events(out, "cut")
     assert r["throughput_during_mbps"] > 0
+
+
+def test_an_end_without_lacp_is_one_clear_error_with_both_ends_state(tmp_path):
+    """The switch's LAG is static (no LACP) while the server's bond runs 802.3ad: the
+    harness must refuse to start traffic and show why, side by side."""
+    out = tmp_path / "run"
+    done = redlab("run", "scenarios/lag-flows.yaml", "--param", "switch_lacp=off",
+                  "--param", "switch_bond_mode=balance-slb", "--out", str(out), timeout=300)
+    assert done.returncode != 0
+    assert "LACP did not negotiate" in done.stderr
+    # both ends named, the Linux end defaulted (F): it never heard a partner
+    assert "linux bond0" in done.stderr and "lag0 (lacp=off): does not speak LACP" in done.stderr
+    assert "F" in done.stderr.split("linux bond0", 1)[1]
+    assert not (out / "summary.csv").exists() or len(read_rows(out / "summary.csv")) == 0

@@ -18,6 +18,13 @@ def test_throughput_window_takes_intervals_whose_middle_falls_inside():
     assert stats.mean_throughput_mbps(ivs, 200 * MS, 500 * MS) == pytest.approx(4.0)
 
 
+def test_uneven_intervals_are_weighted_by_their_length():
+    # a starved iperf3: a 20 ms interval at 100 Mbit/s, then 980 ms at 10 Mbit/s; what
+    # arrived over the second is 11.8 Mbit, not the 55 Mbit/s a plain mean would say
+    ivs = [Interval(0, 20 * MS, 100e6), Interval(20 * MS, 1000 * MS, 10e6)]
+    assert stats.mean_throughput_mbps(ivs, 0, 1000 * MS) == pytest.approx(11.8)
+
+
 def test_an_empty_throughput_window_is_nan_not_zero():
     ivs = [Interval(0, 100 * MS, 1e6)]
     assert stats.mean_throughput_mbps(ivs, 500 * MS, 600 * MS) != stats.mean_throughput_mbps(

@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 # A failure's outage may begin after the event (a timer must expire first): look this far.
 EVENT_OUTAGE_WITHIN_S = 5.0
+PROBE_TAIL_S = 3.0  # the probe runs this much longer than iperf3's traffic
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
 BOND_POLL_S = 0.005  # bond watcher poll period: the resolution of failover_detected_ms
 
@@ -161,7 +162,10 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         bonded = sorted({b.node for b in req.topology.bonds})
         watchers = [BondWatcher(lab, node, events) for node in bonded]
         active_before = {w.node: w.active for w in watchers}
-        probe_settings = ProbeSettings(traffic.probe_interval_ms, traffic.duration_s + 1)
+        # The probe starts before iperf3 (which takes 1-2 s to connect inside UML) and
+        # must outlast it, or an outage at the very end would never close.
+        probe_settings = ProbeSettings(traffic.probe_interval_ms,
+                                       traffic.duration_s + PROBE_TAIL_S)
         probe: GapProbeRun | ProbeRun = (
             GapProbeRun(lab, traffic.server, traffic.client, probe_settings, tdir)
             if traffic.probe == "redlab-probe" else

@@ -539,7 +539,8 @@ def check_negotiated(a: LacpSide | LagEnd | None, b: LacpSide | LagEnd | None, *
     return result
 
 
-def wait_negotiated(read_sides: Callable[[], tuple[LacpSide | None, LacpSide | None]],
+def wait_negotiated(read_sides: Callable[[], tuple[LacpSide | LagEnd | None,
+                                                    LacpSide | LagEnd | None]],
                     timeout_s: float = timeouts.LACP_NEGOTIATED, *,
                     links: Mapping[str, str] | None = None,
                     interval_s: float = 0.2) -> Verdict:

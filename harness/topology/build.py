@@ -42,7 +42,7 @@ class Lab:
         self.run_id = run_id
         self.journal = journal
         self.net: Any = None
-        self.bond_states: dict[str, bonds.BondState] = {}
+        self.bond_states: dict[str, bonds.BondState] = {}  # "node:bond" -> state
         self.ovs_daemons: str | None = None  # "ours" or "system" once OVS is in use
         self.lacp_tables: dict[str, str] = {}  # both ends' LACP state once negotiated
         self._mark = journal.mark()
@@ -126,12 +126,14 @@ class Lab:
             self.ovs_daemons = ovs.ensure_daemons(self.journal)
             self._configure_ovs()
         for bond in self.topo.bonds:
-            self.bond_states[bond.name] = bonds.create_bond(self.ipr(bond.node), bond)
+            self.bond_states[f"{bond.node}:{bond.name}"] = bonds.create_bond(
+                self.ipr(bond.node), bond)
         self._configure_addresses()
         if self.topo.static_neighbours:
             self._configure_static_neighbours()
         for bond in self.topo.bonds:
-            self.bond_states[bond.name] = bonds.wait_ready(self.ipr(bond.node), bond.name)
+            self.bond_states[f"{bond.node}:{bond.name}"] = bonds.wait_ready(
+                self.ipr(bond.node), bond.name)
         for pair in self.lacp_pairs():
             verdict = lacp.wait_negotiated(pair.read, links=pair.links)
             self.lacp_tables[f"{pair.a} - {pair.b}"] = verdict.table
@@ -184,33 +186,39 @@ class Lab:
                 return lag.name
         return None
 
-    def read_lacp(self, node: str) -> lacp.LacpSide:
+    def read_lacp(self, node: str) -> lacp.LacpSide | lacp.LagEnd:
+        """``node``'s LACP state; an end with only a problem where it speaks no LACP."""
         name = self.lacp_end(node)
         if name is None:
-            raise LabError(f"{node} has no 802.3ad bond or LACP LAG",
-                           "target a node of the topology that speaks LACP")
+            # a pair exists only between aggregates: node has a LAG or a bond
+            lag = next((g for g in self.topo.lags if g.switch == node), None)
+            what = (f"ovs {self.ifname(node, lag.name)} (lacp=off)" if lag else
+                    f"linux {self.topo.bond(node).name}"
+                    f" (mode {self.topo.bond(node).options.get('mode')})")
+            return lacp.LagEnd(what, (), (f"{what}: does not speak LACP",))
         if self.topo.nodes[node].kind == "switch":
             return lacp.read_ovs(self.ifname(node, name))
         return lacp.read_linux(name, self.net.get(node).pid)
 
     def lacp_pairs(self) -> list[LacpPair]:
-        """Every cable bundle with LACP at both ends: (end a, end b, member name pairs)."""
+        """Every cable bundle between two aggregates (bond or LAG) of which at least one
+        speaks LACP: (end a, end b, member name pairs).  One end without LACP is a
+        disagreement the check reports, not a bundle to skip."""
         pairs: dict[tuple[str, str], dict[str, str]] = {}
         for link in self.topo.links:
             a, b = (link.a, link.a_intf), (link.b, link.b_intf)
-            if self._lacp_member(*a) and self._lacp_member(*b):
-                key = tuple(sorted((a[0], b[0])))
-                first, second = (a, b) if key[0] == a[0] else (b, a)
-                pairs.setdefault(key, {})[self.ifname(*first)] = self.ifname(*second)
+            if not (self._aggregate_member(*a) and self._aggregate_member(*b)):
+                continue
+            if self.lacp_end(a[0]) is None and self.lacp_end(b[0]) is None:
+                continue
+            key = tuple(sorted((a[0], b[0])))
+            first, second = (a, b) if key[0] == a[0] else (b, a)
+            pairs.setdefault(key, {})[self.ifname(*first)] = self.ifname(*second)
         return [LacpPair(self, a, b, links) for (a, b), links in pairs.items()]
 
-    def _lacp_member(self, node: str, intf: str) -> bool:
-        name = self.lacp_end(node)
-        if name is None:
-            return False
-        members = (self.topo.bond(node, name).members if self.topo.nodes[node].kind == "host"
-                   else self.topo.lag(node, name).ports)
-        return intf in members
+    def _aggregate_member(self, node: str, intf: str) -> bool:
+        return (any(b.node == node and intf in b.members for b in self.topo.bonds)
+                or any(g.switch == node and intf in g.ports for g in self.topo.lags))
 
     def _configure_addresses(self) -> None:
         for (node, intf), cidr in self.topo.addresses.items():
@@ -309,7 +317,7 @@ class LacpPair:
     b: str
     links: dict[str, str]  # a's member interface -> b's, as the kernel names them
 
-    def read(self) -> tuple[lacp.LacpSide, lacp.LacpSide]:
+    def read(self) -> tuple[lacp.LacpSide | lacp.LagEnd, lacp.LacpSide | lacp.LagEnd]:
         return self.lab.read_lacp(self.a), self.lab.read_lacp(self.b)
 
 
