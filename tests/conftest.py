@@ -32,6 +32,25 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+def run_scenario(tmp_path_factory, scenario: str, *params: str,
+                 timeout: float = 300) -> Path:
+    """``redlab run scenarios/<scenario>.yaml --param p ...`` into a fresh folder, as a
+    user would; the run must succeed.  Returns the run folder."""
+    out = tmp_path_factory.mktemp(scenario) / "run"
+    args = [a for p in params for a in ("--param", p)]
+    done = redlab("run", f"scenarios/{scenario}.yaml", *args, "--out", str(out),
+                  timeout=timeout)
+    print(done.stdout[-3000:], done.stderr[-3000:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    return out
+
+
+def trial_events(out: Path, kind: str, trial: int = 1) -> list[dict[str, str]]:
+    """The events of one kind in a trial's events.csv, in file order."""
+    return [e for e in read_rows(out / f"trial-{trial:03d}" / "events.csv")
+            if e["kind"] == kind]
+
+
 def redlab(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:
     """Run the real command line, as a user would, from the repository root."""
     return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO, text=True,

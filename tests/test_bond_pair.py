@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import LAB_REPORT, read_rows, redlab
+from .conftest import LAB_REPORT, read_rows, run_scenario, trial_events
 
 pytestmark = pytest.mark.lab
-SCENARIO = "scenarios/bond-pair-member-failure.yaml"
+SCENARIO = "bond-pair-member-failure"
 MIIMON = 100
 SLACK_MS = 150  # UML shares one CPU: the MII monitor's timer may run late
 # Carrier loss takes a member out at the next MII check (100 ms), an LACP timeout only
@@ -35,13 +35,10 @@ END = re.compile(r"^(?P<member>\S+)\s+agg (?P<agg>\d+|-)(?P<down>, mii down)?\s+
 
 @pytest.fixture(scope="module")
 def bond_pair(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("bondpair") / "run"
-    done = redlab("run", SCENARIO, "--out", str(out), timeout=300)
-    print(done.stdout[-3000:], done.stderr[-3000:])
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = run_scenario(tmp_path_factory, SCENARIO)
     row = summary(out)
     changes = "; ".join(f"{e['t_s']} s {e['node']} {e['detail']}"
-                        for e in events(out, "lacp_members_changed"))
+                        for e in trial_events(out, "lacp_members_changed"))
     LAB_REPORT.append(
         f"bond-pair-member-failure ({row['lab']}): member left after"
         f" {row['lacp_member_left_ms']} ms; probe outage window {row['failover_gap_ms']} ms"
@@ -54,10 +51,6 @@ def bond_pair(tmp_path_factory) -> Path:
 
 def summary(out: Path) -> dict[str, str]:
     return read_rows(out / "summary.csv")[0]
-
-
-def events(out: Path, kind: str) -> list[dict[str, str]]:
-    return [e for e in read_rows(out / "trial-001" / "events.csv") if e["kind"] == kind]
 
 
 def bonds(out: Path) -> dict[str, dict]:
@@ -105,10 +98,10 @@ def test_lacp_negotiated_between_the_two_linux_bonds(bond_pair):
 
 def test_the_cut_member_leaves_both_bonds_on_carrier_loss_not_lacp_timeout(bond_pair):
     row = summary(bond_pair)
-    cut = events(bond_pair, "cut")[0]
+    cut = trial_events(bond_pair, "cut")[0]
     assert "srv:eth0 <-> cli:eth0" in cut["detail"]
     for node in ("srv", "cli"):
-        left = next(e for e in events(bond_pair, "lacp_members_changed")
+        left = next(e for e in trial_events(bond_pair, "lacp_members_changed")
                     if e["node"] == node)
         assert left["detail"] == "eth0,eth1 -> eth1", node
         assert 0 <= float(left["t_s"]) - float(cut["t_s"]) < LEFT_WITHIN_MS / 1000, node
@@ -125,8 +118,8 @@ def test_traffic_survives_the_member_cut(bond_pair):
     # one of two unshaped cables is left: the 4 x 5 Mbit/s still fit. Rates weighted by
     # interval length (a starved iperf3 reports uneven intervals, and the summary's plain
     # mean of their rates then overstates: 72 Mbit/s seen for these 20)
-    cut_s = float(events(bond_pair, "cut")[0]["t_s"])
-    restore_s = float(events(bond_pair, "restore")[0]["t_s"])
+    cut_s = float(trial_events(bond_pair, "cut")[0]["t_s"])
+    restore_s = float(trial_events(bond_pair, "restore")[0]["t_s"])
     rates = stream_rates(bond_pair, cut_s, restore_s)
     ahead, during = sum(a for a, _ in rates), sum(d for _, d in rates)
     assert ahead > 1 and during > 0.5 * ahead, (ahead, during)
@@ -145,8 +138,8 @@ def test_flows_on_the_cut_member_move_to_the_other(bond_pair):
     if members["eth0"] < 1_500_000:  # one 5 Mbit/s flow: 1.9 MB before the cut, and
         # all four after the rejoin (at most 0.5 s before the end) send less
         pytest.skip(f"no flow was hashed onto eth0 (it sent {members['eth0']} bytes)")
-    cut_s = float(events(bond_pair, "cut")[0]["t_s"])
-    restore_s = float(events(bond_pair, "restore")[0]["t_s"])
+    cut_s = float(trial_events(bond_pair, "cut")[0]["t_s"])
+    restore_s = float(trial_events(bond_pair, "restore")[0]["t_s"])
     for stream, (ahead, during) in enumerate(stream_rates(bond_pair, cut_s, restore_s)):
         assert during > 0.5 * ahead, f"stream {stream}: {ahead:.2f} -> {during:.2f} Mbit/s"
 

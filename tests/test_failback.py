@@ -12,17 +12,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import LAB_REPORT, read_rows, redlab
+from .conftest import LAB_REPORT, run_scenario, trial_events
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module", params=["always", "failure"])
 def failback(request, tmp_path_factory) -> tuple[str, Path]:
-    out = tmp_path_factory.mktemp(f"failback-{request.param}") / "run"
-    done = redlab("run", "scenarios/bond-failback.yaml", "--param",
-                  f"primary_reselect={request.param}", "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = run_scenario(tmp_path_factory, "bond-failback", f"primary_reselect={request.param}")
     row = pd.read_csv(out / "summary.csv").iloc[0]
     LAB_REPORT.append(f"bond-failback primary_reselect={request.param}: fail-over gap"
                       f" {row['failover_gap_ms']} ms, fail-back gap {row['failback_gap_ms']}"
@@ -31,13 +28,11 @@ def failback(request, tmp_path_factory) -> tuple[str, Path]:
 
 
 def switch_overs(out: Path) -> list[tuple[float, str]]:
-    return [(float(e["t_s"]), e["detail"]) for e in read_rows(out / "trial-001" / "events.csv")
-            if e["kind"] == "bond_active_changed"]
+    return [(float(e["t_s"]), e["detail"]) for e in trial_events(out, "bond_active_changed")]
 
 
 def restore_s(out: Path) -> float:
-    return next(float(e["t_s"]) for e in read_rows(out / "trial-001" / "events.csv")
-                if e["kind"] == "restore")
+    return float(trial_events(out, "restore")[0]["t_s"])
 
 
 def test_the_primary_is_read_back_and_active_first(failback):

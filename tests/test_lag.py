@@ -14,32 +14,19 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from .conftest import LAB_REPORT, read_rows, redlab
+from .conftest import LAB_REPORT, read_rows, redlab, run_scenario, trial_events
 
 pytestmark = pytest.mark.lab
 MEMBER_MBIT = 50
-
-
-def run(tmp_path_factory, scenario: str, *params: str, timeout: float = 300) -> Path:
-    out = tmp_path_factory.mktemp(scenario) / "run"
-    args = [a for p in params for a in ("--param", p)]
-    done = redlab("run", f"scenarios/{scenario}.yaml", *args, "--out", str(out),
-                  timeout=timeout)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
 
 
 def row(out: Path) -> pd.Series:
     return pd.read_csv(out / "summary.csv").iloc[0]
 
 
-def events(out: Path, kind: str) -> list[dict[str, str]]:
-    return [e for e in read_rows(out / "trial-001" / "events.csv") if e["kind"] == kind]
-
-
 @pytest.fixture(scope="module", params=[1, 8], ids=["1-flow", "8-flows"])
 def flows(request, tmp_path_factory) -> tuple[int, Path]:
-    out = run(tmp_path_factory, "lag-flows", f"traffic.parallel={request.param}")
+    out = run_scenario(tmp_path_factory, "lag-flows", f"traffic.parallel={request.param}")
     r = row(out)
     LAB_REPORT.append(f"lag-flows x{request.param}: {r['throughput_before_mbps']} Mbit/s"
                       f" over 2 x {MEMBER_MBIT} Mbit/s members; {r['spread_srv_bond0']}")
@@ -72,7 +59,7 @@ def test_one_flow_is_held_to_one_member_and_many_flows_fill_the_lag(flows):
 
 @pytest.fixture(scope="module")
 def n_minus_1(tmp_path_factory) -> Path:
-    out = run(tmp_path_factory, "lag-n-minus-1")
+    out = run_scenario(tmp_path_factory, "lag-n-minus-1")
     r = row(out)
     LAB_REPORT.append(f"lag-n-minus-1: {r['throughput_before_mbps']} Mbit/s with 2 members,"
                       f" {r['throughput_during_mbps']} Mbit/s with 1"
@@ -86,13 +73,13 @@ def test_losing_one_of_two_members_leaves_about_half_the_capacity(n_minus_1):
     assert 35 <= r["capacity_retained_pct"] <= 65
     assert r["throughput_during_mbps"] <= MEMBER_MBIT * 1.05
     # and the member comes back: LACP re-negotiates it after the restore
-    changes = [e["detail"] for e in events(n_minus_1, "lacp_members_changed")]
+    changes = [e["detail"] for e in trial_events(n_minus_1, "lacp_members_changed")]
     assert changes[0] == "eth0,eth1 -> eth1" and changes[-1] == "eth1 -> eth0,eth1"
 
 
 @pytest.fixture(scope="module")
 def member_failure(tmp_path_factory) -> Path:
-    out = run(tmp_path_factory, "lag-member-failure")
+    out = run_scenario(tmp_path_factory, "lag-member-failure")
     r = row(out)
     LAB_REPORT.append(f"lag-member-failure: outage window {r['failover_gap_ms']} ms for the"
                       f" probe's flow, throughput {r['throughput_before_mbps']} ->"
@@ -102,11 +89,11 @@ def member_failure(tmp_path_factory) -> Path:
 
 def test_a_cut_member_leaves_at_once_and_traffic_goes_on(member_failure):
     r = row(member_failure)
-    member = events(member_failure, "probe_member")[0]["detail"].split()[-1]
+    member = trial_events(member_failure, "probe_member")[0]["detail"].split()[-1]
     other = ({"eth0", "eth1"} - {member}).pop()
-    cut = events(member_failure, "cut")[0]
+    cut = trial_events(member_failure, "cut")[0]
     assert f"srv:{member} " in cut["detail"]
-    left = events(member_failure, "lacp_members_changed")[0]
+    left = trial_events(member_failure, "lacp_members_changed")[0]
     assert left["detail"] == f"eth0,eth1 -> {other}"
     # carrier loss: the MII monitor (miimon 100) takes the member out, no LACP timeout
     assert float(left["t_s"]) - float(cut["t_s"]) < (r["miimon"] + 150) / 1000
@@ -121,7 +108,7 @@ def lacp_timeout(request, tmp_path_factory) -> tuple[str, Path]:
     params = [f"lacp_rate={request.param}"]
     if request.param == "slow":
         params.append("traffic.duration_s=100")
-    out = run(tmp_path_factory, "lacp-timeout", *params, timeout=400)
+    out = run_scenario(tmp_path_factory, "lacp-timeout", *params, timeout=400)
     r = row(out)
     LAB_REPORT.append(f"lacp-timeout lacp_rate={request.param}: member left"
                       f" {r['lacp_member_left_ms']} ms after its LACPDUs stopped")
@@ -139,7 +126,7 @@ def test_a_member_whose_lacpdus_stop_leaves_after_three_missed_pdus(lacp_timeout
     period = 1000 if rate == "fast" else 30_000
     assert 2 * period - 150 <= r["lacp_member_left_ms"] <= 3 * period * 1.15 + 500
     # carrier stayed up and user traffic still flowed on both members until then
-    assert not events(out, "cut")
+    assert not trial_events(out, "cut")
     assert r["throughput_during_mbps"] > 0
 
 

@@ -16,10 +16,10 @@ import pytest
 
 from harness.measure import gapprobe
 
-from .conftest import LAB_REPORT, read_rows, redlab
+from .conftest import LAB_REPORT, read_rows, run_scenario, trial_events
 
 pytestmark = pytest.mark.lab
-SCENARIO = "scenarios/bond-two-switches-death.yaml"
+SCENARIO = "bond-two-switches-death"
 MIIMON = 100  # the scenario's
 # Detection is within one MII period (15 to 104 ms seen here). UML shares one CPU with
 # the probe and iperf3, and on a host busy with other labs the MII timer has run up to
@@ -30,10 +30,7 @@ BOUND_MS = 500
 
 @pytest.fixture(scope="module")
 def two_switches(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("twosw") / "run"
-    done = redlab("run", SCENARIO, "--out", str(out), timeout=300)
-    print(done.stdout[-3000:], done.stderr[-3000:])
-    assert done.returncode == 0, done.stderr[-3000:]
+    out = run_scenario(tmp_path_factory, SCENARIO)
     row = summary(out)
     LAB_REPORT.append(
         f"bond-two-switches-death ({row['lab']}): sw1 down, bond {row['active_before']} ->"
@@ -54,21 +51,17 @@ def summary(out: Path) -> dict[str, str]:
     return read_rows(out / "summary.csv")[0]
 
 
-def events(out: Path, kind: str) -> list[dict[str, str]]:
-    return [e for e in read_rows(out / "trial-001" / "events.csv") if e["kind"] == kind]
-
-
 def test_the_switch_that_dies_is_the_active_members(two_switches):
     row = summary(two_switches)
     assert row["active_before"] == "srv:eth0"  # primary=eth0, cabled to sw1
-    (down,) = events(two_switches, "device_down")
+    (down,) = trial_events(two_switches, "device_down")
     assert down["node"] == "sw1" and "p0, p1 down" in down["detail"]
 
 
 def test_the_bond_fails_over_to_eth1_on_its_mii_check(two_switches):
     row = summary(two_switches)
-    down_s = float(events(two_switches, "device_down")[0]["t_s"])
-    changes = events(two_switches, "bond_active_changed")
+    down_s = float(trial_events(two_switches, "device_down")[0]["t_s"])
+    changes = trial_events(two_switches, "bond_active_changed")
     # exactly one switch-over, to the member on the surviving switch; never to "None"
     # (which is what the single-switch bond does), and no fail-back when sw1 returns
     # (primary_reselect=failure)
@@ -105,8 +98,8 @@ def test_traffic_keeps_flowing_while_the_switch_is_down(two_switches):
     row = summary(two_switches)
     # bond-single-switch-death receives nothing here; across two switches almost all
     assert float(row["throughput_during_mbps"]) > 0
-    down_s = float(events(two_switches, "device_down")[0]["t_s"])
-    up_s = float(events(two_switches, "restore")[0]["t_s"])
+    down_s = float(trial_events(two_switches, "device_down")[0]["t_s"])
+    up_s = float(trial_events(two_switches, "restore")[0]["t_s"])
     before = received_mbps(two_switches, 0.5, down_s)
     assert before > 1
     assert received_mbps(two_switches, down_s, up_s) > 0.5 * before
