@@ -127,9 +127,10 @@ def running() -> bool:
 
 
 def ensure_daemons(journal: Journal) -> str:
-    """ovsdb-server and ovs-vswitchd running; returns who started them ("ours"/"system")."""
+    """ovsdb-server and ovs-vswitchd running; returns "ours" if this call started them,
+    "running" if they already were (a host service, or the UML guest's init)."""
     if running():
-        return "system"
+        return "running"
     if not OVS_CTL.exists():
         raise LabError("Open vSwitch is not installed (no ovs-ctl)",
                        "apt-get install openvswitch-switch (scripts/bootstrap setup does it)")

@@ -43,7 +43,7 @@ class Lab:
         self.journal = journal
         self.net: Any = None
         self.bond_states: dict[str, bonds.BondState] = {}  # "node:bond" -> state
-        self.ovs_daemons: str | None = None  # "ours" or "system" once OVS is in use
+        self.ovs_daemons: str | None = None  # "ours" or "running" once OVS is in use
         self.lacp_tables: dict[str, str] = {}  # both ends' LACP state once negotiated
         self._mark = journal.mark()
         self._sockets: dict[tuple[int, str | None], IPRoute] = {}
