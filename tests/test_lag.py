@@ -2,7 +2,7 @@
 
 Each run boots User-mode Linux on our CI (no bonding or OVS datapath on the host); the
 harness refuses to start traffic until both ends have negotiated LACP, so every run
-here is also a negotiation test.  Member cables are shaped to 50 Mbit/s where capacity
+here is also a negotiation test.  Member cables are shaped to 20 Mbit/s where capacity
 is the point.
 """
 
@@ -17,7 +17,7 @@ import pytest
 from .conftest import LAB_REPORT, read_rows, redlab, run_scenario, trial_events
 
 pytestmark = pytest.mark.lab
-MEMBER_MBIT = 50
+MEMBER_MBIT = 20
 
 
 def row(out: Path) -> pd.Series:

@@ -84,14 +84,23 @@ class BondWatcher(threading.Thread):
         self.join(timeout=2)
 
 
-def _probe_member(lab: Lab, node: str) -> str:
+def _probe_member(lab: Lab, node: str, interval_ms: float) -> str:
     """The member of ``node``'s bond that sends the probe's packets, while the probe is the
-    only traffic: the one whose transmit counter moved most over a short window."""
+    only traffic: the one whose transmit counter moved by most of the probe's packets.
+    The probe's first packets may take a while inside UML, so the window repeats until
+    one member has carried half of what the probe sends in it."""
     group = next(g for g in counters.groups(lab) if g.node == node)
-    before = counters.snapshot(lab, group)
-    time.sleep(PROBE_MEMBER_WINDOW_S)
-    rows = counters.difference(group, before, counters.snapshot(lab, group))
-    return max(rows, key=lambda r: r.tx_packets).member
+    expected = PROBE_MEMBER_WINDOW_S * 1000 / interval_ms
+
+    def found() -> str | None:
+        before = counters.snapshot(lab, group)
+        time.sleep(PROBE_MEMBER_WINDOW_S)
+        rows = counters.difference(group, before, counters.snapshot(lab, group))
+        best = max(rows, key=lambda r: r.tx_packets)
+        return best.member if best.tx_packets >= expected / 2 else None
+
+    return timeouts.wait_for(f"the gap probe's packets leaving {node}", found,
+                             timeouts.PING_READY, interval=0)
 
 
 def _names(members: frozenset[str] | None) -> str:
@@ -107,6 +116,7 @@ class Timeline:
         self.probe_members = probe_members or {}  # node -> member carrying the probe
         self.pending: list[Failure] = []   # applied, not yet restored; newest last
         self.injected: list[Failure] = []  # every failure applied, in order
+        self.apply_calls_ns: list[int] = []  # each apply()'s call length, in order
 
     def _failure(self, step: Step) -> Failure:
         assert step.node
@@ -139,6 +149,7 @@ class Timeline:
             t = failure.apply()
             self.pending.append(failure)
             self.injected.append(failure)
+            self.apply_calls_ns.append(failure.call_ns)  # restore() overwrites call_ns
         self.events.add(kind, step.node or getattr(failure, "node", ""),
                         f"{failure.describe()}; call {failure.call_ns / 1e6:.1f} ms", t_ns=t)
 
@@ -176,8 +187,8 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         aggregates = counters.groups(lab)
         counted = {g.label: counters.snapshot(lab, g) for g in aggregates}
         probe.start()
-        probe_members = {step.node: _probe_member(lab, step.node) for step in sc.steps
-                         if step.interface == "probe" and step.node}
+        probe_members = {step.node: _probe_member(lab, step.node, traffic.probe_interval_ms)
+                         for step in sc.steps if step.interface == "probe" and step.node}
         iperf.start()
         events.t0_ns = iperf.started_ns
         events.add("traffic_start", traffic.client, f"iperf3 {traffic.protocol} from "
@@ -243,10 +254,13 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
     failback = rt.outage_for_event(restore_ns, within) if restore else None
     if failback is failover:
         failback = None  # the path was still down when the cable came back
+    # The failure is stamped at the middle of its call; the kernel may have acted (and a
+    # watcher seen the result) anywhere in the call, so reactions count from its start.
+    call_start_ns = cut_ns - timeline.apply_calls_ns[0] // 2 if cut else end_ns
     left = next((e for e in events.events if e["kind"] == "lacp_members_changed"
-                 and cut and int(e["t_ns"]) >= cut_ns and _shrank(e["detail"])), None)
+                 and cut and int(e["t_ns"]) >= call_start_ns and _shrank(e["detail"])), None)
     changed = events.first("bond_active_changed")
-    switched = cut and changed and int(changed["t_ns"]) >= cut_ns
+    switched = cut and changed and int(changed["t_ns"]) >= call_start_ns
     detected_ms = (int(changed["t_ns"]) - cut_ns) / 1e6 if switched else math.nan
     # A probe that sent nothing between the cut and the switch-over could not see the
     # outage (its sender stalled: it shares the CPU with everything inside UML).
