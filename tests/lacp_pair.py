@@ -11,7 +11,7 @@
 
 Run by tests/test_lacp_parse.py as ``python -m tests.lacp_pair <datapath>`` in a guest
 booted with ``start_ovs=True`` and the bonding, veth and tun modules.  It polls until
-both ends agree (harness.tech.lacp.wait_negotiated) or the LACP timeout passes, then
+both ends agree (harness.tech.lacp_check.wait_negotiated) or the LACP timeout passes, then
 prints one JSON object with the raw texts both ends printed, so the host checks them
 with the same parsers and keeps them for a reader.
 
@@ -33,7 +33,7 @@ from pyroute2 import IPRoute
 
 from harness import timeouts
 from harness.errors import LabError
-from harness.tech import lacp
+from harness.tech import lacp, lacp_check
 
 BOND, LAG, BRIDGE = "bond0", "lag0", "br0"
 LINKS = {"v1": "p1", "v2": "p2"}  # bond member -> OVS LAG member, cabled by a veth pair
@@ -98,7 +98,7 @@ def main(datapath: str) -> int:
         build(ns_path, datapath)
         built = time.monotonic()
         try:
-            lacp.wait_negotiated(lambda: (lacp.read_linux(BOND, helper.pid),
+            lacp_check.wait_negotiated(lambda: (lacp.read_linux(BOND, helper.pid),
                                           lacp.read_ovs(LAG)), links=LINKS)
             report["negotiated_s"] = round(time.monotonic() - built, 3)
         except LabError as exc:

@@ -1,7 +1,7 @@
 """Two 802.3ad bonds cabled back to back (LACP Linux to Linux), and one cable is cut.
 
 On a kernel without bonding the run boots User-mode Linux. The harness refuses to start
-traffic until harness.tech.lacp says both ends negotiated, and keeps the table it saw
+traffic until harness.tech.lacp_check says both ends negotiated, and keeps the table it saw
 in lab.json; the run stores no raw /proc/net/bonding text, so the negotiation is read
 back from that table here.
 """
@@ -26,7 +26,7 @@ SLACK_MS = 150  # UML shares one CPU: the MII monitor's timer may run late
 # has run up to 0.4 s late, so the mechanism is asserted, not the figure: well under 1 s.
 LEFT_WITHIN_MS = 1000
 NO_SYSTEM = "00:00:00:00:00:00"
-# one end of a row of lacp.verdict's table: member, aggregator, actor, partner states,
+# one end of a row of lacp_check.verdict's table: member, aggregator, actor, partner states,
 # partner system/key/port
 END = re.compile(r"^(?P<member>\S+)\s+agg (?P<agg>\d+|-)(?P<down>, mii down)?\s+"
                  r"(?P<actor>\S{8})\s+(?P<partner>\S{8})\s+(?P<sys>[0-9a-f:]{17})/"

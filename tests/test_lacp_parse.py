@@ -19,16 +19,8 @@ from harness.journal import Journal
 from harness.lab import uml
 from harness.lab.uml import GuestSpec, run_in_uml
 from harness.naming import new_run_id
-from harness.tech.lacp import (
-    PortState,
-    check_negotiated,
-    linux_lacp,
-    ovs_bond,
-    ovs_dp_lookups,
-    ovs_lacp,
-    verdict,
-    wait_negotiated,
-)
+from harness.tech.lacp import PortState, linux_lacp, ovs_bond, ovs_dp_lookups, ovs_lacp
+from harness.tech.lacp_check import check_negotiated, verdict, wait_negotiated
 
 from .conftest import LAB_REPORT, REPO
 from .lacp_pair import LINKS

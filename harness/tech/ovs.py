@@ -3,7 +3,7 @@
 The daemons: inside User-mode Linux the guest's init starts ovsdb-server and
 ovs-vswitchd with ``ovs-ctl`` before the harness runs (``GuestSpec.start_ovs``); on a
 native host :func:`ensure_daemons` starts them the same way when they are not running
-and journals their pids, so the run that started them stops them.  A host whose
+and journals that, so the run that started them stops them (``ovs-ctl stop``).  A host whose
 openvswitch-switch service already runs keeps it: the harness then only adds and
 removes its own bridges.
 
@@ -12,7 +12,7 @@ balance-slb, balance-tcp), ``lacp`` (active, passive, off), ``other_config:lacp-
 (fast, slow), ``other_config:bond-detect-mode`` (carrier, miimon) with
 ``bond-miimon-interval``, ``bond_updelay``/``bond_downdelay`` (ms) and
 ``other_config:lacp-fallback-ab``.  Every one is read back from the database after
-set-up, and ``ovs-appctl bond/show`` must list every member.
+set-up, and what ovs-vswitchd runs (``ovs-appctl bond/show``) must match them.
 """
 
 from __future__ import annotations
@@ -110,10 +110,6 @@ def _run(argv: list[str], what: str, timeout: float = timeouts.OVS_COMMAND) -> s
 
 def vsctl(*args: str, what: str = "ovs-vsctl") -> str:
     return _run(["ovs-vsctl", f"--timeout={timeouts.OVS_COMMAND:g}", *args], what)
-
-
-def appctl(*args: str, what: str = "ovs-appctl") -> str:
-    return _run(["ovs-appctl", f"--timeout={timeouts.OVS_COMMAND:g}", *args], what)
 
 
 def running() -> bool:

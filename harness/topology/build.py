@@ -28,7 +28,7 @@ from harness.errors import LabError
 from harness.journal import Journal
 from harness.naming import check_ifname, prefixed
 from harness.tech import bond as bonds
-from harness.tech import lacp, ovs
+from harness.tech import lacp, lacp_check, ovs
 from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ class Lab:
             self.bond_states[f"{bond.node}:{bond.name}"] = bonds.wait_ready(
                 self.ipr(bond.node), bond.name)
         for pair in self.lacp_pairs():
-            verdict = lacp.wait_negotiated(pair.read, links=pair.links)
+            verdict = lacp_check.wait_negotiated(pair.read, links=pair.links)
             self.lacp_tables[f"{pair.a} - {pair.b}"] = verdict.table
         # Open every node's socket now: opening one costs tens of ms under UML, which
         # must not land inside a measured failure.
@@ -186,7 +186,7 @@ class Lab:
                 return lag.name
         return None
 
-    def read_lacp(self, node: str) -> lacp.LacpSide | lacp.LagEnd:
+    def read_lacp(self, node: str) -> lacp.LacpSide | lacp_check.LagEnd:
         """``node``'s LACP state; an end with only a problem where it speaks no LACP."""
         name = self.lacp_end(node)
         if name is None:
@@ -195,7 +195,7 @@ class Lab:
             what = (f"ovs {self.ifname(node, lag.name)} (lacp=off)" if lag else
                     f"linux {self.topo.bond(node).name}"
                     f" (mode {self.topo.bond(node).options.get('mode')})")
-            return lacp.LagEnd(what, (), (f"{what}: does not speak LACP",))
+            return lacp_check.LagEnd(what, (), (f"{what}: does not speak LACP",))
         if self.topo.nodes[node].kind == "switch":
             return lacp.read_ovs(self.ifname(node, name))
         return lacp.read_linux(name, self.net.get(node).pid)
@@ -317,7 +317,8 @@ class LacpPair:
     b: str
     links: dict[str, str]  # a's member interface -> b's, as the kernel names them
 
-    def read(self) -> tuple[lacp.LacpSide | lacp.LagEnd, lacp.LacpSide | lacp.LagEnd]:
+    def read(self) -> tuple[lacp.LacpSide | lacp_check.LagEnd,
+                            lacp.LacpSide | lacp_check.LagEnd]:
         return self.lab.read_lacp(self.a), self.lab.read_lacp(self.b)
 
 
