@@ -111,7 +111,9 @@ def lacp_timeout(request, tmp_path_factory) -> tuple[str, Path]:
     out = run_scenario(tmp_path_factory, "lacp-timeout", *params, timeout=400)
     r = row(out)
     LAB_REPORT.append(f"lacp-timeout lacp_rate={request.param}: member left"
-                      f" {r['lacp_member_left_ms']} ms after its LACPDUs stopped")
+                      f" {r['lacp_member_left_ms']} ms after its LACPDUs stopped; probe"
+                      f" outage after it: floor {r['failover_gap_floor_ms']} ms (the switch"
+                      f" may keep sending onto the member the server stopped collecting on)")
     return request.param, out
 
 
