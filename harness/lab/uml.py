@@ -36,6 +36,10 @@ from harness.journal import Journal, undo
 UML_BINARY = "linux.uml"
 UML_MODULES = Path("/usr/lib/uml/modules")
 INIT_SCRIPT = Path(__file__).with_name("uml_init.sh")
+# Built by scripts/bootstrap from native/uml_xstate.c: UML 6.1 on hosts with a large XSAVE
+# area (Intel AMX) panics at its first context switch without it (see the source).
+XSTATE_SHIM = Path(sys.prefix) / "lib" / "redlab" / "uml_xstate.so"
+XSTATE_PANIC = "ptrace set fp regs failed"
 # Mounted as tmpfs by uml_init.sh: host content below them is hidden inside the guest.
 GUEST_TMPFS = ("/run", "/tmp", "/var/tmp", "/var/lib", "/var/log", "/etc/openvswitch")
 GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -123,7 +127,8 @@ def run_in_uml(spec: GuestSpec, *, deadline_s: float, journal: Journal,
             # Own session: Ctrl-C at the terminal reaches us, not the kernel, and one
             # killpg ends the kernel together with the helper processes it forks.
             proc = subprocess.Popen(cmdline, stdin=subprocess.DEVNULL, stdout=console,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+                                    stderr=subprocess.STDOUT, start_new_session=True,
+                                    env=_kernel_env())
         journal.record_process(proc.pid, f"{UML_BINARY} umid={umid}", group=True)
         status = _wait_for_status(proc, ctl, outputs, spawned, deadline_s,
                                   shlex.join(spec.argv))
@@ -147,6 +152,12 @@ def _wait_for_status(proc: subprocess.Popen[bytes], ctl: Path, outputs: list[_Ou
             return status.read_text().strip()
         elapsed = time.monotonic() - spawned
         if _leader_exited(proc):
+            console = (ctl / "console.log").read_text(errors="replace")
+            if XSTATE_PANIC in console:
+                raise LabError(f"{UML_BINARY} cannot save this CPU's FPU state (its XSAVE"
+                               " area is larger than UML 6.1 knows) and panicked",
+                               f"run scripts/bootstrap setup: it builds {XSTATE_SHIM},"
+                               " which the harness preloads into the UML kernel")
             raise LabError(f"{UML_BINARY} exited before the command finished",
                            f"read the guest console:\n{_tails(ctl)}")
         if elapsed > timeouts.UML_BOOT and not (ctl / "booted").exists():
@@ -295,6 +306,15 @@ def _kernel_cmdline(spec: GuestSpec, ctl: Path, umid: str) -> list[str]:
             "rootflags=/", "ro", "con=null", "con0=null,fd:1", "ssl=null", f"umid={umid}",
             f"uml_dir={ctl / 'uml'}", "quiet", f"redlab_ctl={ctl}", "init=/bin/sh",
             "--", str(INIT_SCRIPT)]
+
+
+def _kernel_env() -> dict[str, str]:
+    """linux.uml's own environment: the host's, with the XSAVE shim preloaded if built.
+    (The guest's programs never see it: init gets its environment from the kernel.)"""
+    env = dict(os.environ)
+    if XSTATE_SHIM.is_file():
+        env["LD_PRELOAD"] = " ".join(filter(None, [str(XSTATE_SHIM), env.get("LD_PRELOAD")]))
+    return env
 
 
 def _hidden_root(path: Path) -> Path | None:
