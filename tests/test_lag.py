@@ -9,6 +9,7 @@ is the point.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -82,7 +83,8 @@ def member_failure(tmp_path_factory) -> Path:
     out = run_scenario(tmp_path_factory, "lag-member-failure")
     r = row(out)
     LAB_REPORT.append(f"lag-member-failure: outage window {r['failover_gap_ms']} ms for the"
-                      f" probe's flow, throughput {r['throughput_before_mbps']} ->"
+                      f" probe's flow ({r['lost_packets']} lost), member left after"
+                      f" {r['lacp_member_left_ms']} ms, throughput {r['throughput_before_mbps']} ->"
                       f" {r['throughput_during_mbps']} Mbit/s")
     return out
 
@@ -98,8 +100,12 @@ def test_a_cut_member_leaves_at_once_and_traffic_goes_on(member_failure):
     # carrier loss: the MII monitor (miimon 100) takes the member out, no LACP timeout
     assert float(left["t_s"]) - float(cut["t_s"]) < (r["miimon"] + 150) / 1000
     assert r["throughput_during_mbps"] > 0.5 * r["throughput_before_mbps"]
-    # the probe's flow was on the cut member: it stops for about one MII period
-    assert 0 < r["failover_gap_ms"] < r["miimon"] + 150
+    # the probe's flow was on the cut member.  The bond rebuilds its transmit hash table
+    # at the carrier event itself (bond_slave_netdev_event), before the MII monitor's
+    # next look: the flow moves at once and may lose nothing; never an MII period more.
+    window = r["failover_gap_ms"]
+    assert math.isnan(window) or window < r["miimon"] + 150
+    assert r["lost_packets"] < (r["miimon"] + 150) / r["probe_interval_ms"]
 
 
 @pytest.fixture(scope="module", params=[
