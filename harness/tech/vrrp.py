@@ -61,9 +61,6 @@ INSTANCE = "VI_1"
 # keepalived.conf(5) ranges: VRRPv3 carries the advert interval in centiseconds in 12 bits.
 V3_ADVERT_MIN, V3_ADVERT_MAX = 0.01, 40.95
 V2_ADVERT_MAX = 255
-# Not yet in harness/timeouts.py (not this module's file): keepalived started -> its VRRP
-# child has written its pid file.  Move it there with the runner integration.
-KEEPALIVED_START = 10.0
 
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IpInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
@@ -91,6 +88,58 @@ class TrackScript(BaseModel):
         return value
 
 
+class VirtualAddress(BaseModel):
+    """One ``virtual_ipaddress`` line: ``192.0.2.254/24``, or ``198.51.100.254/24 dev eth1``
+    for an address the instance moves on another interface (a gateway's upstream side).
+
+    keepalived tracks the interface of an address given a ``dev`` (the instance goes FAULT
+    when it loses carrier, seen with keepalived 2.2.7) unless the line says ``no_track``
+    (keepalived.conf(5): the instance stays MASTER if the address goes).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    address: IpInterface
+    dev: str | None = Field(None, min_length=1, max_length=IFNAMSIZ)
+    no_track: bool = False
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_text(cls, value: Any) -> Any:
+        """``ADDRESS[/PREFIX] [dev NAME] [no_track]``, as keepalived.conf writes it."""
+        if not isinstance(value, str | ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+            return value
+        words = str(value).split()
+        if not words:
+            return {"address": ""}
+        parsed: dict[str, Any] = {"address": words[0]}
+        rest = words[1:]
+        while rest:
+            word = rest.pop(0)
+            if word == "dev" and rest:
+                parsed["dev"] = rest.pop(0)
+            elif word == "no_track":
+                parsed["no_track"] = True
+            else:
+                raise ValueError(f"{word!r} in {value!r}: RedLab takes ADDRESS/PREFIX"
+                                 " [dev NAME] [no_track]")
+        return parsed
+
+    @property
+    def ip(self) -> IpAddress:
+        return self.address.ip
+
+    @property
+    def version(self) -> int:
+        return self.address.version
+
+    @property
+    def text(self) -> str:
+        """As keepalived.conf writes it."""
+        return " ".join([self.address.with_prefixlen, *(["dev", self.dev] if self.dev else []),
+                         *(["no_track"] if self.no_track else [])])
+
+
 class VrrpOptions(BaseModel):
     """One ``vrrp_instance`` as keepalived names its options; defaults are keepalived's.
 
@@ -101,7 +150,7 @@ class VrrpOptions(BaseModel):
 
     interface: str = Field(min_length=1, max_length=IFNAMSIZ)
     virtual_router_id: int = Field(ge=1, le=255)
-    virtual_ipaddress: list[IpInterface] = Field(min_length=1)
+    virtual_ipaddress: list[VirtualAddress] = Field(min_length=1)
     state: Literal["MASTER", "BACKUP"] = "BACKUP"
     priority: int = Field(100, ge=1, le=255)
     version: Literal[2, 3] = 2
@@ -303,8 +352,8 @@ def render_config(router: str, o: VrrpOptions, notify_fifo: Path,
     body += _block("unicast_peer", [str(p) for p in o.unicast_peer])
     body += _block("track_interface", o.track_interface)
     body += _block("track_script", [f"chk_{n}" for n in range(1, len(o.track_script) + 1)])
-    # No "dev": with use_vmac an address naming no device goes on the vrrp.<VRID> macvlan.
-    body += _block("virtual_ipaddress", [a.with_prefixlen for a in o.virtual_ipaddress])
+    # With use_vmac an address naming no device goes on the vrrp.<VRID> macvlan.
+    body += _block("virtual_ipaddress", [a.text for a in o.virtual_ipaddress])
     lines.append(f"vrrp_instance {instance} {{")
     lines += [f"    {line}" for line in body]
     lines.append("}")
@@ -507,7 +556,7 @@ class Keepalived:
             self.proc = self.spawn(command(self.files), stdout=log_file,
                                    stderr=subprocess.STDOUT)
         child = timeouts.wait_for(f"keepalived's VRRP process in {self.router}",
-                                  self._vrrp_child, KEEPALIVED_START)
+                                  self._vrrp_child, timeouts.KEEPALIVED_START)
         if self.journal is not None:  # gone with its parent normally; the journal makes sure
             self.journal.record_process(child, f"keepalived VRRP child in {self.router}")
         return self.proc

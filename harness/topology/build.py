@@ -24,11 +24,12 @@ from typing import IO, Any
 
 from pyroute2 import IPRoute
 
+from harness import timeouts
 from harness.errors import LabError
 from harness.journal import Journal
 from harness.naming import check_ifname, prefixed
 from harness.tech import bond as bonds
-from harness.tech import lacp, lacp_check, ovs
+from harness.tech import gateway, lacp, lacp_check, ovs
 from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,15 @@ log = logging.getLogger(__name__)
 class Lab:
     """A running topology: ``with Lab(topo, run_id, journal) as lab: ...``."""
 
-    def __init__(self, topo: Topology, run_id: str, journal: Journal) -> None:
+    def __init__(self, topo: Topology, run_id: str, journal: Journal,
+                 workdir: Path | None = None,
+                 on_vrrp_change: gateway.OnChange | None = None) -> None:
         self.topo = topo.validate()
         self.run_id = run_id
         self.journal = journal
+        # Daemons' configurations and logs (keepalived) go here, kept with the results.
+        self.workdir = workdir
+        self.vrrp = gateway.VrrpRouters(self, on_vrrp_change)
         self.net: Any = None
         self.bond_states: dict[str, bonds.BondState] = {}  # "node:bond" -> state
         self.ovs_daemons: str | None = None  # "ours" or "running" once OVS is in use
@@ -131,6 +137,7 @@ class Lab:
         self._configure_addresses()
         if self.topo.static_neighbours:
             self._configure_static_neighbours()
+        self._configure_routing()
         for bond in self.topo.bonds:
             self.bond_states[f"{bond.node}:{bond.name}"] = bonds.wait_ready(
                 self.ipr(bond.node), bond.name)
@@ -141,6 +148,11 @@ class Lab:
         # must not land inside a measured failure.
         for node in self.topo.nodes:
             self.ipr(node)
+        if self.topo.vrrp:
+            if self.workdir is None:
+                raise LabError("a topology with VRRP needs a folder for keepalived's files",
+                               "pass workdir= to Lab (the runner gives the trial folder)")
+            self.vrrp.start(self.workdir / "keepalived")
 
     def _configure_ovs(self) -> None:
         for number, name in enumerate(self.topo.switches(), start=1):
@@ -232,6 +244,29 @@ class Lab:
                      prefixlen=iface.network.prefixlen)
             ipr.link("set", index=idx[0], state="up")
 
+    def _configure_routing(self) -> None:
+        for node in self.topo.routers():
+            self.sysctl(node, "net.ipv4.ip_forward", "1")
+        for route in self.topo.routes:
+            dst = "0.0.0.0/0" if route.dst == "default" else route.dst
+            self.ipr(route.node).route("add", dst=dst, gateway=route.via)
+
+    def sysctl(self, node: str, key: str, value: str) -> None:
+        """Set ``key`` in ``node``'s namespace (net.* sysctls are per namespace)."""
+        proc = self.popen(node, ["sysctl", "-q", "-w", f"{key}={value}"])
+        _, err = proc.communicate(timeout=timeouts.SYSCTL)
+        if proc.returncode != 0:
+            raise LabError(f"sysctl {key}={value} failed in {node}: {err.decode().strip()}",
+                           "apt-get install procps (scripts/bootstrap setup does it)")
+
+    def daemon_processes(self, node: str) -> list[int]:
+        """The daemons that speak for ``node`` (its keepalived), to die with it."""
+        return self.vrrp.processes(node)
+
+    def daemons_rebooted(self, node: str) -> None:
+        """``node`` is back after a device failure: its daemons start again."""
+        self.vrrp.restart_after_reboot(node)
+
     def _configure_static_neighbours(self) -> None:
         ends = []
         for (node, intf), cidr in self.topo.addresses.items():
@@ -246,6 +281,7 @@ class Lab:
                                          ifindex=idx, state="permanent")
 
     def stop(self) -> None:
+        self.vrrp.stop()
         with self._sockets_lock:
             for sock in self._sockets.values():
                 sock.close()

@@ -30,6 +30,7 @@ class Node:
     name: str
     kind: NodeKind = "host"
     impl: SwitchImpl = "bridge"  # switches only
+    forwarding: bool = False     # hosts only: a router (IPv4 forwarding on)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,24 @@ class Lag:
     options: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Route:
+    """A static route on a host: ``dst`` ("default" or a prefix) via gateway ``via``."""
+
+    node: str
+    dst: str
+    via: str
+
+
+@dataclass(frozen=True)
+class Vrrp:
+    """keepalived on a router: one vrrp_instance, ``options`` as keepalived names them
+    (see harness.tech.vrrp.VrrpOptions)."""
+
+    node: str
+    options: dict[str, Any] = field(default_factory=dict)
+
+
 @dataclass
 class Topology:
     name: str
@@ -86,6 +105,8 @@ class Topology:
     links: list[Link] = field(default_factory=list)
     bonds: list[Bond] = field(default_factory=list)
     lags: list[Lag] = field(default_factory=list)
+    routes: list[Route] = field(default_factory=list)
+    vrrp: list[Vrrp] = field(default_factory=list)
     # (node, interface) -> "address/prefix"
     addresses: dict[tuple[str, str], str] = field(default_factory=dict)
     # Permanent neighbour (ARP) entries between hosts on one subnet. Off by default:
@@ -95,6 +116,20 @@ class Topology:
     # -- building (what topology modules call) ----------------------------------------
     def add_host(self, name: str) -> str:
         return self._add(Node(name, "host"))
+
+    def add_router(self, name: str) -> str:
+        """A host that forwards IPv4 between its interfaces."""
+        return self._add(Node(name, "host", forwarding=True))
+
+    def add_route(self, node: str, dst: str, via: str) -> Route:
+        route = Route(node, dst, via)
+        self.routes.append(route)
+        return route
+
+    def add_vrrp(self, node: str, **options: Any) -> Vrrp:
+        vrrp = Vrrp(node, dict(options))
+        self.vrrp.append(vrrp)
+        return vrrp
 
     def add_switch(self, name: str, impl: SwitchImpl = "bridge") -> str:
         return self._add(Node(name, "switch", impl))
@@ -134,6 +169,18 @@ class Topology:
 
     def ovs_switches(self) -> list[str]:
         return [n.name for n in self.nodes.values() if n.kind == "switch" and n.impl == "ovs"]
+
+    def routers(self) -> list[str]:
+        return [n.name for n in self.nodes.values() if n.forwarding]
+
+    def vrrp_of(self, node: str) -> Vrrp | None:
+        return next((v for v in self.vrrp if v.node == node), None)
+
+    def interfaces(self, node: str) -> set[str]:
+        """``node``'s cable ends and bonds."""
+        ends = {intf for link in self.links
+                for n, intf in ((link.a, link.a_intf), (link.b, link.b_intf)) if n == node}
+        return ends | {b.name for b in self.bonds if b.node == node}
 
     def lag(self, switch: str, name: str | None = None) -> Lag:
         for lag in self.lags:
@@ -221,8 +268,45 @@ class Topology:
                 ipaddress.ip_interface(cidr)
             except ValueError:
                 problems.append(f"address {cidr!r} on {node}:{intf} is not address/prefix")
+        problems += self._routing_problems()
         if problems:
             raise ConfigError(f"topology {self.name} is inconsistent:\n  - "
                               + "\n  - ".join(problems),
                               f"correct topologies/{self.name}.py")
         return self
+
+    def _routing_problems(self) -> list[str]:
+        problems = []
+        hosts = set(self.hosts())
+        for route in self.routes:
+            if route.node not in hosts:
+                problems.append(f"route {route.dst} via {route.via} is on {route.node!r},"
+                                " which is not a declared host")
+            try:
+                ipaddress.ip_address(route.via)
+                if route.dst != "default":
+                    ipaddress.ip_network(route.dst)
+            except ValueError:
+                problems.append(f"route {route.dst} via {route.via} on {route.node}: give"
+                                " 'default' or a prefix, via an address")
+        for vrrp in self.vrrp:
+            node = self.nodes.get(vrrp.node)
+            if node is None or not node.forwarding:
+                problems.append(f"VRRP is on {vrrp.node!r}, which is not a declared router"
+                                " (add_router)")
+                continue
+            have = self.interfaces(vrrp.node)
+            tracked = vrrp.options.get("track_interface", [])
+            named = [vrrp.options.get("interface"),
+                     *([tracked] if isinstance(tracked, str) else tracked)]
+            for address in vrrp.options.get("virtual_ipaddress", []):
+                words = str(address).split()
+                if "dev" in words[:-1]:
+                    named.append(words[words.index("dev") + 1])
+            for intf in filter(None, named):
+                if intf not in have:
+                    problems.append(f"VRRP on {vrrp.node} names interface {intf!r}, which"
+                                    f" {vrrp.node} does not have ({', '.join(sorted(have))})")
+        twice = {v.node for v in self.vrrp if sum(w.node == v.node for w in self.vrrp) > 1}
+        problems += [f"VRRP is declared twice on {node}" for node in sorted(twice)]
+        return problems
