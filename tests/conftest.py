@@ -33,11 +33,11 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 
 
 def run_scenario(tmp_path_factory, scenario: str, *params: str,
-                 timeout: float = 300) -> Path:
-    """``redlab run scenarios/<scenario>.yaml --param p ...`` into a fresh folder, as a
-    user would; the run must succeed.  Returns the run folder."""
+                 timeout: float = 300, lab: str | None = None) -> Path:
+    """``redlab run scenarios/<scenario>.yaml --param p ... [--lab LAB]`` into a fresh
+    folder, as a user would; the run must succeed.  Returns the run folder."""
     out = tmp_path_factory.mktemp(scenario) / "run"
-    args = [a for p in params for a in ("--param", p)]
+    args = [a for p in params for a in ("--param", p)] + (["--lab", lab] if lab else [])
     done = redlab("run", f"scenarios/{scenario}.yaml", *args, "--out", str(out),
                   timeout=timeout)
     print(done.stdout[-3000:], done.stderr[-3000:])

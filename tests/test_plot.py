@@ -153,7 +153,7 @@ def test_a_trial_without_loss_plots_without_shading(tmp_path):
     trial = write_trial(tmp_path / "trial-001", lost=range(0))
     fig = trial_figure(load_trial(trial))
     assert not [p for ax in fig.axes for p in ax.patches if p.get_gid() == "outage"]
-    assert "no probe lost after the first cut/kill" in fig.get_suptitle()
+    assert "no probe lost after the first failure" in fig.get_suptitle()
     assert plot_trial(trial).read_bytes()[:8] == PNG_MAGIC
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,12 @@ from matplotlib.patches import Patch
 from harness.errors import LabError
 from harness.measure.probe import Packet
 from harness.results.samples import LOSS_BIN_NS, Trial, load_trial, samples_frame
+from harness.scenario.model import FAILURES as STEP_FAILURES
 
-FAILURES = {"cut", "kill"}
-REPAIRS = {"restore", "recover"}
+FAILURES = set(STEP_FAILURES)
+REPAIRS = {"restore"}
+SHORT_DETAIL = 16  # a state change's detail this short is written beside it unzoomed too
+TITLE_WIDTH = 160
 UNDRAWN = {"traffic_start"}  # it is t = 0 itself
 ZOOM_MARGIN_S = 0.25
 
@@ -194,16 +198,17 @@ def _event_style(kind: str) -> dict[str, Any]:
 def _event_label(event: dict[str, str], zoomed: bool) -> str:
     label = f"{event['kind']} {event['node']}".strip()
     # a state change says what it changed to; the first failure's detail is in the title
-    if event["kind"] not in FAILURES | REPAIRS and event["detail"] and zoomed:
-        label += f": {event['detail']}"
+    detail = str(event["detail"] or "")
+    if event["kind"] not in FAILURES | REPAIRS and detail and (
+            zoomed or len(detail) <= SHORT_DETAIL):
+        label += f": {detail}"
     return label
 
 
 def _legend(fig: Figure, gap_s: tuple[float, float] | None, derived: bool,
             probed: bool) -> None:
-    handles: list[Any] = [Line2D([], [], **_event_style("cut"), label="failure (cut, kill)"),
-                          Line2D([], [], **_event_style("restore"),
-                                 label="repair (restore, recover)"),
+    handles: list[Any] = [Line2D([], [], **_event_style("cut"), label="failure"),
+                          Line2D([], [], **_event_style("restore"), label="restore"),
                           Line2D([], [], **_event_style(""), label="state change")]
     if gap_s is not None:
         what = " (received probe to received probe)" if derived else ""
@@ -224,15 +229,15 @@ def _title(trial: Trial, gap: tuple[int, int] | None, derived: bool,
     head = f"{name}, trial {number.group(1)}" if number else f"{name}, {trial.path.name}"
     params = " ".join(f"{k}={v}" for k, v in (meta.get("params") or {}).items())
     where = " ".join(str(meta[k]) for k in ("lab", "kernel") if meta.get(k))
-    lines = [head, "   ".join(x for x in (params, where) if x)]
+    lines = [head, *textwrap.wrap("   ".join(x for x in (params, where) if x), TITLE_WIDTH)]
     if failure is not None:
         lines.append(f"{failure['kind']} at {_t_s(failure, trial):.3f} s: {failure['detail']}")
     if trial.packets:
         lost = sum(1 for p in trial.packets if p.received_ns is None)
         lines.append(f"{lost} of {len(trial.packets)} probes lost")
     if gap is None and derived and trial.packets:
-        lines.append("no probe lost after the first cut/kill" if failure
-                     else "no cut/kill in events.csv")
+        lines.append("no probe lost after the first failure" if failure
+                     else "no failure in events.csv")
     if trial.notes:
         lines.append("missing: " + "; ".join(trial.notes))
     return "\n".join(line for line in lines if line)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SUMMARY_COLUMNS = [
     "scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms",
     "failover_gap_estimate_ms", "failover_gap_floor_ms", "failover_arrival_gap_ms",
@@ -28,7 +28,7 @@ SUMMARY_COLUMNS = [
     "lost_down", "probe_packets", "probe_interval_ms", "duplicates", "reordered",
     "throughput_before_mbps", "throughput_during_mbps", "throughput_after_mbps",
     "recovery_90_ms", "active_before", "active_after", "failover_detected_ms",
-    "probe_sends_in_failover", "bring_up_s",
+    "probe_sends_in_failover", "recovered_before_restore", "bring_up_s",
 ]
 
 
@@ -56,6 +56,7 @@ def versions() -> dict[str, str]:
         "python": platform.python_version(),
         "iperf3": _tool_version(["iperf3", "--version"]),
         "irtt": _tool_version(["irtt", "version"]),
+        "keepalived": _tool_version(["keepalived", "--version"]),
         "mininet": _package_version("mininet"),
         "pyroute2": _package_version("pyroute2"),
     }

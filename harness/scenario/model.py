@@ -34,7 +34,7 @@ class Traffic(Strict):
     probe: Literal["redlab-probe", "irtt"] = "redlab-probe"
 
 
-FAILURES = ("cut", "device_down", "drop_control", "degrade")
+FAILURES = ("cut", "device_down", "daemon_crash", "drop_control", "degrade")
 NEEDS_INTERFACE = ("cut", "drop_control", "degrade")
 
 
@@ -47,6 +47,9 @@ class Step(Strict):
       packets out of it (found from its counters before other traffic starts), so
       that in a LAG the probe's own flow is one of those that lose their member;
     - ``device_down``: every cable of ``node`` at once, its daemons killed (no goodbye);
+      restored, the node "reboots": cables up, daemons started afresh;
+    - ``daemon_crash``: ``daemon`` (keepalived) on ``node`` killed with SIGKILL while the
+      box stays up; restored, it is started again;
     - ``drop_control``: ``protocol`` (lacp or vrrp) frames dropped on ``node:interface``
       in ``direction`` while carrier and user traffic stay up;
     - ``degrade``: netem loss/delay/jitter/rate on ``node:interface`` at ``end``
@@ -55,11 +58,12 @@ class Step(Strict):
     """
 
     at_s: float = Field(ge=0)
-    action: Literal["cut", "device_down", "drop_control", "degrade", "restore"]
+    action: Literal["cut", "device_down", "daemon_crash", "drop_control", "degrade", "restore"]
     node: str | None = None
     interface: str | None = None
     end: Literal["near", "far", "both"] | None = None
     protocol: Literal["lacp", "vrrp"] | None = None
+    daemon: Literal["keepalived"] | None = None
     direction: Literal["in", "out", "both"] = "both"
     loss_pct: float = Field(0.0, ge=0, le=100)
     delay_ms: float = Field(0.0, ge=0)
@@ -72,6 +76,8 @@ class Step(Strict):
             raise ValueError(f"a {self.action} step needs a node")
         if self.action in NEEDS_INTERFACE and not self.interface:
             raise ValueError(f"a {self.action} step needs an interface")
+        if self.action == "daemon_crash" and not self.daemon:
+            raise ValueError("a daemon_crash step needs daemon: keepalived")
         if self.action == "drop_control" and not self.protocol:
             raise ValueError("a drop_control step needs protocol: lacp or vrrp")
         if self.action == "degrade" and not (self.loss_pct or self.delay_ms or self.rate):
@@ -121,6 +127,10 @@ class Scenario(Strict):
                 problems.append(f"steps.{number}: node {step.node!r} is not in topology"
                                 f" {topo.name} (it has {', '.join(topo.nodes)})")
                 continue
+            if step.action == "daemon_crash" and topo.vrrp_of(step.node) is None:
+                running = ", ".join(v.node for v in topo.vrrp) or "no node"
+                problems.append(f"steps.{number}: {step.node} runs no {step.daemon}"
+                                f" (keepalived runs on: {running})")
             if step.interface in ("active", "probe"):
                 if not any(b.node == step.node for b in topo.bonds):
                     problems.append(f"steps.{number}: interface {step.interface!r} needs a"

@@ -19,12 +19,13 @@ from typing import Any
 from harness import timeouts
 from harness.errors import RedLabError
 from harness.inject.base import Failure
+from harness.inject.daemon import DaemonCrash
 from harness.inject.device import DeviceFailure
 from harness.inject.filter import ControlPlaneDrop
 from harness.inject.link import LinkCut
 from harness.inject.netem import Degrade
 from harness.journal import Journal
-from harness.measure import counters, outages, stats
+from harness.measure import counters, outages, stats, vrrp_timing
 from harness.measure.gapprobe import GapProbeRun
 from harness.measure.iperf import Interval, IperfRun, IperfSettings
 from harness.measure.probe import ProbeRecord, ProbeRun, ProbeSettings
@@ -33,6 +34,7 @@ from harness.results.plot import plot_trial
 from harness.results.samples import write_samples
 from harness.results.store import RunStore, lab_kind
 from harness.scenario.model import FAILURES, Scenario, Step
+from harness.tech.vrrp import StateChange, vrrp_options
 from harness.topology.build import Lab
 from harness.topology.model import Topology
 
@@ -128,7 +130,11 @@ class Timeline:
         if step.action == "cut":
             return LinkCut(self.lab, step.node, intf, step.end or "far")
         if step.action == "device_down":
-            return DeviceFailure(self.lab, step.node)
+            return DeviceFailure(self.lab, step.node, self.lab.daemon_processes(step.node))
+        if step.action == "daemon_crash":
+            daemon = self.lab.vrrp.daemons[step.node]
+            assert daemon.proc is not None
+            return DaemonCrash(self.lab, step.node, daemon.proc, restart=daemon.start)
         if step.action == "drop_control":
             assert step.protocol
             return ControlPlaneDrop(self.lab, step.node, intf, step.protocol,
@@ -144,6 +150,8 @@ class Timeline:
                                   "put a failure step before each restore in the scenario")
             failure, kind = self.pending.pop(), "restore"
             t = failure.restore()
+            if isinstance(failure, DeviceFailure):
+                self.lab.daemons_rebooted(failure.node)
         else:
             failure, kind = self._failure(step), step.action
             t = failure.apply()
@@ -167,7 +175,18 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     traffic = sc.traffic
     events = EventLog(tdir / "events.csv")
     started = time.monotonic()
-    with Lab(req.topology, req.run_id, journal) as lab:
+    last_notice: dict[str, str] = {}
+
+    def vrrp_changed(change: StateChange) -> None:
+        # keepalived repeats some notices (MASTER_RX_LOWER_PRI at every advert heard in
+        # split brain): events keep the first of a run, notify.log keeps every one.
+        detail = f"{change.state} {change.priority or ''}".strip()
+        if last_notice.get(change.router) != detail:
+            last_notice[change.router] = detail
+            events.add("vrrp_state", change.router, detail, t_ns=change.t_ns)
+
+    with Lab(req.topology, req.run_id, journal, workdir=tdir,
+             on_vrrp_change=vrrp_changed) as lab:
         bring_up_s = time.monotonic() - started
         lab.write_state(tdir / "lab.json")
         bonded = sorted({b.node for b in req.topology.bonds})
@@ -309,12 +328,29 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
         "lacp_member_left_ms": (round((int(left["t_ns"]) - cut_ns) / 1e6, 3) if left
                                 else math.nan),
         "probe_sends_in_failover": sends_in_failover,
+        "recovered_before_restore": _recovered_before(failover, restore_ns if restore
+                                                      else None) if cut else "",
         "bring_up_s": round(bring_up_s, 3),
         "traffic": f"{req.scenario.traffic.protocol} x{req.scenario.traffic.parallel}"
                    f" at {req.scenario.traffic.rate}",
     }
+    if req.topology.vrrp:
+        row.update(vrrp_timing.vrrp_columns(
+            events.events, {v.node: vrrp_options(v.options) for v in req.topology.vrrp},
+            events.t0_ns, cut_ns if cut else None, call_start_ns if cut else None,
+            restore_ns if restore else None, end_ns))
     row.update(req.params)
     return row, failover
+
+
+def _recovered_before(failover: outages.Outage | None, restore_ns: int | None) -> bool:
+    """Whether traffic came back while the failure was still in place: redundancy at
+    work.  False is a single point of failure: the path was down until the repair."""
+    if failover is None:
+        return True
+    if failover.end_ns is None:
+        return False
+    return restore_ns is None or failover.end_ns < restore_ns
 
 
 def _spread_columns(rows: list[counters.MemberTraffic]) -> dict[str, Any]:
