@@ -128,9 +128,19 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
              time.monotonic() - started, out)
     for row in store.rows:
         log.info("trial %s: outage window %.1f ms (estimate %.1f, %s lost, %s outage(s)),"
-                 " active %s -> %s", row["trial"], row["failover_gap_ms"],
+                 " recovered before the repair: %s; %s", row["trial"], row["failover_gap_ms"],
                  row["failover_gap_estimate_ms"], row["lost_packets"], row["outages"],
-                 row["active_before"], row["active_after"])
+                 row["recovered_before_restore"], _redundancy(row))
+
+
+def _redundancy(row: dict[str, Any]) -> str:
+    """What the redundancy mechanism did in a trial, in one phrase."""
+    if "vrrp_master_before" in row:
+        return (f"VRRP master {row['vrrp_master_before']} -> {row['vrrp_new_master'] or 'none'}"
+                f" after {row['vrrp_takeover_ms']} ms (master down interval"
+                f" {row['vrrp_master_down_ms']} ms), {row['vrrp_masters_max']} master(s) at"
+                f" most, {row['vrrp_master_after']} at the end")
+    return f"active {row['active_before']} -> {row['active_after']}"
 
 
 def _suite_params(params: dict[str, Any]) -> dict[str, str]:

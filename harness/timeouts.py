@@ -24,7 +24,7 @@ OVS_START = 60.0           # ovs-ctl start -> ovsdb-server and ovs-vswitchd runn
 LACP_NEGOTIATED = 20.0     # LAG up -> both sides synchronized, collecting, distributing
 TRAFFIC_DRAIN = 15.0       # traffic duration elapsed -> tool has written its JSON
 KEEPALIVED_START = 10.0    # keepalived started -> its VRRP child has written its pid file
-VRRP_ELECTED = 10.0        # keepalived running -> one MASTER (plus 2 x master down interval)
+VRRP_ELECTED = 10.0        # keepalived running -> one MASTER, settled (+ 3 x master down)
 SYSCTL = 5.0               # sysctl in a node -> done
 
 T = TypeVar("T")

@@ -345,12 +345,16 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
 
 def _recovered_before(failover: outages.Outage | None, restore_ns: int | None) -> bool:
     """Whether traffic came back while the failure was still in place: redundancy at
-    work.  False is a single point of failure: the path was down until the repair."""
+    work.  False is a single point of failure: the path was down until the repair.
+
+    Judged on arrival: packets sent during the outage may wait in a neighbour queue for
+    the repair (ARP resolution holds a few) and arrive after it, sent before it."""
     if failover is None:
         return True
-    if failover.end_ns is None:
+    back_ns = failover.first_arrival_after_ns or failover.end_ns
+    if back_ns is None:
         return False
-    return restore_ns is None or failover.end_ns < restore_ns
+    return restore_ns is None or back_ns < restore_ns
 
 
 def _spread_columns(rows: list[counters.MemberTraffic]) -> dict[str, Any]:

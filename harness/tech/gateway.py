@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import ipaddress
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -54,20 +55,26 @@ class VrrpRouters:
         return self.wait_elected()
 
     def wait_elected(self) -> str:
-        """One MASTER, every other router BACKUP; otherwise an error with each one's state."""
-        slowest = max(vrrp.master_down_interval(d.options.priority, d.options.advert_int,
-                                                d.options.version)
-                      for d in self.daemons.values())
+        """One MASTER, every other router BACKUP, and nothing changed for the longest
+        master down interval: a backup that does not hear the master says so only when
+        that timer runs out.  Otherwise an error with each router's state."""
+        settle_ns = int(1e9 * max(vrrp.master_down_interval(d.options.priority,
+                                                            d.options.advert_int,
+                                                            d.options.version)
+                                  for d in self.daemons.values()))
 
         def elected() -> str | None:
             states = self.states()
             masters = [n for n, s in states.items() if s == "MASTER"]
             others = [s for n, s in states.items() if n not in masters]
-            return masters[0] if len(masters) == 1 and set(others) <= {"BACKUP"} else None
+            if len(masters) != 1 or not set(others) <= {"BACKUP"}:
+                return None
+            last = max(c.t_ns for d in self.daemons.values() for c in d.changes)
+            return masters[0] if time.time_ns() - last >= settle_ns else None
 
         try:
             return timeouts.wait_for("VRRP to elect one master", elected,
-                                     timeouts.VRRP_ELECTED + 2 * slowest)
+                                     timeouts.VRRP_ELECTED + 3 * settle_ns / 1e9)
         except LabError as exc:
             raise LabError(f"VRRP elected no single master: {self.describe()}",
                            "read keepalived.log beside each router's keepalived.conf in the"
@@ -103,6 +110,10 @@ class VrrpRouters:
         daemon.start()
 
     def stop(self) -> None:
+        # All told at once: stopped one by one, each would hand the gateway to the next
+        # (a priority-0 advert) and the teardown would read as failovers.
+        for daemon in self.daemons.values():
+            daemon.terminate()
         for node, daemon in reversed(self.daemons.items()):
             try:
                 daemon.stop()

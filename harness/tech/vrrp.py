@@ -581,6 +581,11 @@ class Keepalived:
         child = self.vrrp_pid()
         return found + ([child] if child else [])
 
+    def terminate(self) -> None:
+        """SIGTERM, without waiting (``stop`` waits and cleans up)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = timeouts.PROCESS_EXIT) -> int | None:
         """SIGTERM (keepalived drops its addresses and sends priority 0), then SIGKILL to
         both processes after ``timeout``.  Returns the parent's exit status."""
@@ -588,8 +593,7 @@ class Keepalived:
         try:
             if self.proc is not None:
                 child = self.vrrp_pid()
-                if self.proc.poll() is None:
-                    self.proc.send_signal(signal.SIGTERM)
+                self.terminate()
                 try:
                     status = self.proc.wait(timeout=timeout)
                 except subprocess.TimeoutExpired:

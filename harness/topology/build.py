@@ -5,7 +5,9 @@ bridges or Open vSwitch bridges in the root namespace, named ``r<run id><name>``
 ports ``<switch>-<port>`` so that concurrent runs never share a name.  Mininet makes the
 namespaces and the veth cables; Open vSwitch bridges and their LAGs are made by
 :mod:`harness.tech.ovs` once the cables exist, and rate-limited cables get a token
-bucket (tbf) at each end's egress.  Every root-namespace object is written to
+bucket (tbf) at each end's egress.  Routers get IPv4 forwarding and hosts their static
+routes; keepalived starts last on the routers that have VRRP (:mod:`harness.tech.gateway`),
+and bring-up ends once they have elected a master.  Every root-namespace object is written to
 the run's journal *before* Mininet creates it; host shells and the processes started in
 hosts are journaled as soon as they exist.
 """
