@@ -63,8 +63,8 @@ def load_suite(path: Path) -> Suite:
 
 # The figures a benchmark compares, where a run has them.
 KEY_FIGURES = ("failover_gap_ms", "failback_gap_ms", "failover_detected_ms",
-               "lacp_member_left_ms", "throughput_before_mbps", "throughput_during_mbps",
-               "capacity_retained_pct")
+               "lacp_member_left_ms", "vrrp_takeover_ms", "vrrp_master_down_ms",
+               "throughput_before_mbps", "throughput_during_mbps", "capacity_retained_pct")
 
 
 def combine(folders: list[tuple[str, Path]], out: Path) -> pd.DataFrame:
