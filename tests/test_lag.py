@@ -83,7 +83,8 @@ def member_failure(tmp_path_factory) -> Path:
     out = run_scenario(tmp_path_factory, "lag-member-failure")
     r = row(out)
     LAB_REPORT.append(f"lag-member-failure: outage window {r['failover_gap_ms']} ms for the"
-                      f" probe's flow ({r['lost_packets']} lost), member left after"
+                      f" probe's flow, fail-back gap {r['failback_gap_ms']} ms"
+                      f" ({r['lost_packets']} lost in all), member left after"
                       f" {r['lacp_member_left_ms']} ms, throughput {r['throughput_before_mbps']} ->"
                       f" {r['throughput_during_mbps']} Mbit/s")
     return out
@@ -103,9 +104,10 @@ def test_a_cut_member_leaves_at_once_and_traffic_goes_on(member_failure):
     # the probe's flow was on the cut member.  The bond rebuilds its transmit hash table
     # at the carrier event itself (bond_slave_netdev_event), before the MII monitor's
     # next look: the flow moves at once and may lose nothing; never an MII period more.
-    window = r["failover_gap_ms"]
-    assert math.isnan(window) or window < r["miimon"] + 150
-    assert r["lost_packets"] < (r["miimon"] + 150) / r["probe_interval_ms"]
+    # (The fail-back is another matter: the cable's return has cost the probe's flow from
+    # 3 to 575 ms, see failback_gap_ms in the report; not asserted.)
+    for figure in ("failover_gap_ms", "failover_gap_floor_ms"):
+        assert math.isnan(r[figure]) or r[figure] < r["miimon"] + 150, figure
 
 
 @pytest.fixture(scope="module", params=[

@@ -21,6 +21,10 @@ def test_database_columns_follow_ovs_vswitchd_conf_db():
     assert cols["other_config:bond-detect-mode"] == "miimon"
     assert cols["other_config:bond-miimon-interval"] == "50"
     assert cols["other_config:lacp-fallback-ab"] == "true"
+    assert "other_config:bond-primary" not in cols
+    primary = ovs._database_settings(ovs.lag_options({"bond_mode": "active-backup",
+                                                      "primary": "rab12sw1-l1"}))
+    assert primary["other_config:bond-primary"] == "rab12sw1-l1"
 
 
 @pytest.mark.parametrize(("options", "message"), [
@@ -29,6 +33,7 @@ def test_database_columns_follow_ovs_vswitchd_conf_db():
     ({"updelay": -1}, "updelay=-1 is not a number of milliseconds"),
     ({"lacp_fallback_ab": "yes"}, "lacp_fallback_ab='yes' is not true or false"),
     ({"bond_mode": "balance-tcp", "lacp": "off"}, "balance-tcp needs LACP"),
+    ({"primary": 1}, "primary=1 is not a member's name"),
 ])
 def test_bad_options_are_one_clear_error(options, message):
     with pytest.raises(ConfigError, match=message):

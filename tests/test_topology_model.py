@@ -100,3 +100,9 @@ def test_lag_server_builds_n_members_shaped_and_one_lag():
     assert [link.rate_mbit for link in topo.links] == [None, 50, 50, 50]
     assert topo.nodes["sw"].impl == "ovs"
     assert params["bond_mode"] == "802.3ad"
+
+
+def test_a_lag_primary_that_is_not_one_of_its_ports_is_rejected():
+    with pytest.raises(ConfigError, match="primary 'l9' is not one of its ports"):
+        build_topology("switch_lag", {"bond_mode": "active-backup", "lacp": "off",
+                                      "peer_lacp": "off", "primary": "l9"})

@@ -43,6 +43,10 @@ class Params(BaseModel):
     updelay: int = Field(0, ge=0)
     downdelay: int = Field(0, ge=0)
     lacp_fallback_ab: bool = False
+    # other_config:bond-primary, on both ends: without LACP nothing else makes the two
+    # ends of an active-backup bundle pick the same member, and each drops what arrives
+    # on a member other than its active one
+    primary: str | None = None
 
 
 def build(p: Params) -> Topology:
@@ -57,7 +61,7 @@ def build(p: Params) -> Topology:
     common = {"bond_mode": p.bond_mode, "lacp_time": p.lacp_time,
               "bond_detect_mode": p.bond_detect_mode, "miimon_interval": p.miimon_interval,
               "updelay": p.updelay, "downdelay": p.downdelay,
-              "lacp_fallback_ab": p.lacp_fallback_ab}
+              "lacp_fallback_ab": p.lacp_fallback_ab, "primary": p.primary}
     t.add_lag(sw1, "lag0", ports, lacp=p.lacp, **common)
     t.add_lag(sw2, "lag0", ports, lacp=p.peer_lacp, **common)
     t.add_address(cli, "eth0", f"{SUBNET}.1/24")

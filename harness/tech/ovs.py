@@ -11,8 +11,10 @@ Options of a LAG follow ovs-vswitchd.conf.db(5): ``bond_mode`` (active-backup,
 balance-slb, balance-tcp), ``lacp`` (active, passive, off), ``other_config:lacp-time``
 (fast, slow), ``other_config:bond-detect-mode`` (carrier, miimon) with
 ``bond-miimon-interval``, ``bond_updelay``/``bond_downdelay`` (ms) and
-``other_config:lacp-fallback-ab``.  Every one is read back from the database after
-set-up, and what ovs-vswitchd runs (``ovs-appctl bond/show``) must match them.
+``other_config:lacp-fallback-ab`` and ``other_config:bond-primary`` (``primary``: the
+member made active while it is up, in active-backup).  Every one is read back from the
+database after set-up, and what ovs-vswitchd runs (``ovs-appctl bond/show``) must match
+them.
 """
 
 from __future__ import annotations
@@ -45,11 +47,12 @@ LAG_OPTIONS: dict[str, tuple[str, ...] | None] = {
     "updelay": None,
     "downdelay": None,
     "lacp_fallback_ab": None,
+    "primary": None,
 }
 LAG_DEFAULTS: dict[str, Any] = {"bond_mode": "balance-tcp", "lacp": "active",
                                  "lacp_time": "fast", "bond_detect_mode": "carrier",
                                  "miimon_interval": 100, "updelay": 0, "downdelay": 0,
-                                 "lacp_fallback_ab": False}
+                                 "lacp_fallback_ab": False, "primary": None}
 
 
 def lag_options(options: dict[str, Any]) -> dict[str, Any]:
@@ -65,6 +68,10 @@ def lag_options(options: dict[str, Any]) -> dict[str, Any]:
             if str(value) not in allowed:
                 raise ConfigError(f"Open vSwitch LAG option {key}={value!r} is not valid",
                                   f"use one of: {', '.join(allowed)}")
+        elif key == "primary":
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ConfigError(f"primary={value!r} is not a member's name",
+                                  "name one of the LAG's ports")
         elif key == "lacp_fallback_ab":
             if not isinstance(value, bool):
                 raise ConfigError(f"lacp_fallback_ab={value!r} is not true or false",
@@ -89,6 +96,7 @@ def _database_settings(o: dict[str, Any]) -> dict[str, str]:
         "other_config:bond-detect-mode": o["bond_detect_mode"],
         "other_config:bond-miimon-interval": str(o["miimon_interval"]),
         "other_config:lacp-fallback-ab": str(o["lacp_fallback_ab"]).lower(),
+        **({"other_config:bond-primary": o["primary"]} if o["primary"] else {}),
     }
 
 

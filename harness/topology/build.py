@@ -166,8 +166,11 @@ class Lab:
                      and intf not in in_lag]
             ovs.add_bridge(self.journal, self.node_name(name), number, ports)
             for lag in lags:
+                options = dict(lag.options)
+                if options.get("primary"):  # a port of the topology: its real name
+                    options["primary"] = self.ifname(name, options["primary"])
                 ovs.add_lag(self.node_name(name), self.ifname(name, lag.name),
-                            [self.ifname(name, port) for port in lag.ports], lag.options)
+                            [self.ifname(name, port) for port in lag.ports], options)
 
     def _ends(self) -> list[tuple[str, str]]:
         return [end for link in self.topo.links

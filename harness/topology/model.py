@@ -254,6 +254,10 @@ class Topology:
                 if (lag.switch, port) not in used:
                     problems.append(f"LAG {lag.switch}:{lag.name} port {port!r} is not an"
                                     " interface of any link")
+            primary = lag.options.get("primary")
+            if primary is not None and primary not in lag.ports:
+                problems.append(f"LAG {lag.switch}:{lag.name} primary {primary!r} is not one"
+                                f" of its ports ({', '.join(lag.ports)})")
             if len(lag.name) > MAX_PORT_NAME:
                 problems.append(f"LAG name {lag.name!r} is longer than {MAX_PORT_NAME}"
                                 " characters (it is prefixed like a switch port)")
