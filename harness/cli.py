@@ -136,10 +136,11 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
 def _redundancy(row: dict[str, Any]) -> str:
     """What the redundancy mechanism did in a trial, in one phrase."""
     if "vrrp_master_before" in row:
+        dual = (f", two masters for {row['vrrp_dual_master_ms']} ms"
+                if row["vrrp_masters_max"] > 1 else "")
         return (f"VRRP master {row['vrrp_master_before']} -> {row['vrrp_new_master'] or 'none'}"
                 f" after {row['vrrp_takeover_ms']} ms (master down interval"
-                f" {row['vrrp_master_down_ms']} ms), {row['vrrp_masters_max']} master(s) at"
-                f" most, {row['vrrp_master_after']} at the end")
+                f" {row['vrrp_master_down_ms']} ms){dual}, {row['vrrp_master_after']} at the end")
     return f"active {row['active_before']} -> {row['active_after']}"
 
 
