@@ -136,9 +136,7 @@ class Scenario(Strict):
                     problems.append(f"steps.{number}: interface {step.interface!r} needs a"
                                     f" bond on {step.node}, which has none")
             elif step.interface is not None:
-                ends = {intf for link in topo.links
-                        for node, intf in ((link.a, link.a_intf), (link.b, link.b_intf))
-                        if node == step.node}
+                ends = topo.cable_ends(step.node)
                 if step.interface not in ends:
                     problems.append(f"steps.{number}: {step.node} has no interface"
                                     f" {step.interface!r} (it has {', '.join(sorted(ends))})")

@@ -83,9 +83,6 @@ class VrrpRouters:
     def states(self) -> dict[str, str | None]:
         return {node: daemon.state for node, daemon in self.daemons.items()}
 
-    def masters(self) -> list[str]:
-        return [node for node, state in self.states().items() if state == "MASTER"]
-
     def describe(self) -> str:
         return ", ".join(f"{node} {state or 'no state yet'}"
                          for node, state in self.states().items())

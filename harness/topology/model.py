@@ -176,11 +176,14 @@ class Topology:
     def vrrp_of(self, node: str) -> Vrrp | None:
         return next((v for v in self.vrrp if v.node == node), None)
 
+    def cable_ends(self, node: str) -> set[str]:
+        """The interfaces of ``node`` that a cable ends at."""
+        return {intf for link in self.links
+                for n, intf in ((link.a, link.a_intf), (link.b, link.b_intf)) if n == node}
+
     def interfaces(self, node: str) -> set[str]:
         """``node``'s cable ends and bonds."""
-        ends = {intf for link in self.links
-                for n, intf in ((link.a, link.a_intf), (link.b, link.b_intf)) if n == node}
-        return ends | {b.name for b in self.bonds if b.node == node}
+        return self.cable_ends(node) | {b.name for b in self.bonds if b.node == node}
 
     def lag(self, switch: str, name: str | None = None) -> Lag:
         for lag in self.lags:
