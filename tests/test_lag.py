@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import math
+import socket
+import struct
 from pathlib import Path
 
 import pandas as pd
@@ -52,10 +54,37 @@ def test_one_flow_is_held_to_one_member_and_many_flows_fill_the_lag(flows):
         assert r["throughput_before_mbps"] <= MEMBER_MBIT * 1.05
         assert server["tx_share"].max() > 0.9
     else:
-        # eight flows over two members: well beyond one member, close to the aggregate
-        assert r["throughput_before_mbps"] >= 1.5 * MEMBER_MBIT
-        assert r["members_used_srv_bond0"] == 2
-        assert server["tx_share"].min() > 0.15
+        # Eight flows over two members: where each goes is the kernel's layer3+4 hash of
+        # its addresses and ports, so it follows from iperf3's ports.  Usually both
+        # members carry flows and the LAG fills; now and then every flow hashes onto one
+        # member (seen once in five CI runs) and the LAG gives one member's rate.
+        used = {layer34_member(c["remote_host"], c["local_host"], c["remote_port"],
+                               c["local_port"], 2) for c in iperf3_streams(out)}
+        # (members_used counts 5 % of the bytes: the probe's echoes alone reach that)
+        assert (server["tx_share"] > 0.15).sum() == len(used)
+        if len(used) == 2:
+            assert r["throughput_before_mbps"] >= 1.5 * MEMBER_MBIT
+        else:
+            assert r["throughput_before_mbps"] <= MEMBER_MBIT * 1.05
+
+
+def iperf3_streams(out: Path) -> list[dict]:
+    """iperf3's data connections as its client saw them; the server (remote) sends."""
+    return json.loads((out / "trial-001" / "iperf3.json").read_text())["start"]["connected"]
+
+
+def layer34_member(src: str, dst: str, sport: int, dport: int, members: int) -> int:
+    """The member the bond's layer3+4 policy sends a flow on
+    (Documentation/networking/bonding.rst): the header's port word XOR both addresses,
+    folded by 16 and 8 bits, shifted right by one, modulo the member count; header words
+    read as x86 reads them (little-endian)."""
+    def word(raw: bytes) -> int:
+        return struct.unpack("<I", raw)[0]
+    h = (word(struct.pack(">HH", sport, dport)) ^ word(socket.inet_aton(src))
+         ^ word(socket.inet_aton(dst)))
+    h ^= h >> 16
+    h ^= h >> 8
+    return (h >> 1) % members
 
 
 @pytest.fixture(scope="module")
