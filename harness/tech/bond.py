@@ -431,14 +431,26 @@ def active_member_in(text: str) -> str | None:
 
 
 def wait_ready(ipr: IPRoute, name: str) -> BondState:
-    """Every member has carrier and, where the mode has one, an active member is chosen."""
+    """Every member has carrier, the MII monitor has settled and, where the mode has one,
+    an active member is chosen.
+
+    Settled means no member is still in a delay (``back`` during updelay, ``fail`` during
+    downdelay): until then the kernel may still change its active member (a primary in
+    updelay takes over when the delay ends), so a state read earlier is not the one the
+    trial runs with. The ARP monitor validates backups only as replies come, so there
+    only the active member counts.
+    """
 
     def ready() -> BondState | None:
         state = read_bond(ipr, name)
-        if state.members and all(state.members.values()) and (
-            state.active_member or state.mode not in ACTIVE_MODES
-        ):
-            return state
-        return None
+        if not (state.members and all(state.members.values())):
+            return None
+        if state.mode in ACTIVE_MODES and not state.active_member:
+            return None
+        if state.miimon and any(info.get("mii_status") != "up"
+                                for info in state.member_info.values()):
+            return None
+        return state
 
-    return timeouts.wait_for(f"bond {name} members up", ready, timeouts.BOND_MEMBERS_UP)
+    budget = timeouts.BOND_MEMBERS_UP + read_bond(ipr, name).updelay / 1000
+    return timeouts.wait_for(f"bond {name} members up and settled", ready, budget)
