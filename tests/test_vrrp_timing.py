@@ -62,6 +62,18 @@ def test_a_silent_master_death_gives_takeover_prediction_and_fail_back():
     assert row["vrrp_masters_max"] == 2 and row["vrrp_dual_master_ms"] == pytest.approx(0.4)
 
 
+def test_a_dead_box_is_silent_from_the_freeze_of_its_daemons():
+    # device_down froze r1's keepalived at 2995 ms and took its links down at 3000 ms;
+    # the runner gives the freeze as the failure
+    row = columns([*ELECTED, event(2995, "daemons_silenced", "r1"),
+                   event(3000, "device_down", "r1"),
+                   event(3290, "vrrp_state", "r2", "MASTER 100")], failure_ms=2995)
+    assert row["vrrp_master_before"] == "r1" and row["vrrp_takeover_ms"] == 295.0
+    assert vrrp_timing.states_at(vrrp_timing.transitions(
+        [*ELECTED, event(2995, "daemons_silenced", "r1")]), T0 + 2996 * MS)["r1"] == "DOWN"
+    assert row["vrrp_masters_max"] == 1 and row["vrrp_dual_master_ms"] == 0
+
+
 def test_a_master_that_never_leaves_has_no_successor():
     row = columns([*ELECTED, event(3000, "cut", "r1")])
     assert row["vrrp_new_master"] == "" and math.isnan(row["vrrp_takeover_ms"])

@@ -25,6 +25,7 @@ from harness.topology.build import Lab
 @runtime_checkable
 class Failure(Protocol):
     call_ns: int
+    silenced: tuple[int, int] | None
 
     def apply(self) -> int: ...
     def restore(self) -> int: ...
@@ -33,6 +34,11 @@ class Failure(Protocol):
 
 class Reversible:
     """``with failure: ...`` applies on entry and restores on every way out."""
+
+    # A failure that froze the node's daemons before its event (a device's death: they
+    # stop first, then its links go down) keeps the (before, stopped) bracket of that
+    # freeze here. The protocols those daemons spoke fell silent then, not at the event.
+    silenced: tuple[int, int] | None = None
 
     call_ns: int = 0  # length of the call behind the last returned time: its uncertainty
 

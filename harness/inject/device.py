@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from harness import timeouts
-from harness.inject.base import Reversible, node_interfaces
+from harness.inject.base import Reversible, bracket, node_interfaces
 from harness.inject.daemon import Pinned, ProcessRef, check_in_node, freeze, kill
 from harness.inject.link import carrier, set_admin_state
 from harness.topology.build import Lab
@@ -49,11 +49,13 @@ class DeviceFailure(Reversible):
                 f" processes killed: {killed}")
 
     def apply(self) -> int:
-        """Returns when the first interface went down (middle of its netlink call)."""
+        """Returns when the first interface went down (middle of its netlink call); the
+        freeze before it is kept in ``silenced``."""
         pinned = [Pinned.of(p) for p in self.processes]
         check_in_node(self.lab, self.node, pinned)
         self._killed = [f"{p.name()}[{p.pid}]" for p in pinned]
-        frozen = freeze(pinned)
+        frozen: list[Pinned] = []
+        self.silenced = bracket(lambda: frozen.extend(freeze(pinned))) if pinned else None
         try:
             calls = [set_admin_state(self.lab, self.node, intf, up=False)
                      for intf in self.interfaces()]

@@ -52,6 +52,7 @@ class LinkCut:
     intf: str
     end: End = "far"
     call_ns: int = 0  # length of the last netlink call: the uncertainty of its time
+    silenced: tuple[int, int] | None = None  # a cable has no daemon to freeze
 
     def ends(self) -> list[tuple[str, str]]:
         far = self.lab.topo.far_end(self.node, self.intf)

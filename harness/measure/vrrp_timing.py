@@ -26,7 +26,7 @@ COLUMNS = ["vrrp_master_before", "vrrp_new_master", "vrrp_takeover_ms",
 
 # A router whose keepalived dies unannounced (the box or the daemon) is master of nothing
 # from then on, though it never said so: DOWN until it notifies again.
-SILENT_DEATHS = ("device_down", "daemon_crash")
+SILENT_DEATHS = ("device_down", "daemon_crash", "daemons_silenced")
 
 
 def transitions(events: Iterable[Mapping[str, Any]]) -> list[tuple[int, str, str]]:
@@ -85,8 +85,9 @@ def dual_master(changes: list[tuple[int, str, str]], after_ns: int,
 def vrrp_columns(events: Iterable[Mapping[str, Any]], options: Mapping[str, VrrpOptions],
                  t0_ns: int, failure_ns: int | None, since_ns: int | None,
                  restore_ns: int | None, end_ns: int) -> dict[str, Any]:
-    """The trial's VRRP columns.  ``failure_ns`` is the failure's event time and
-    ``since_ns`` the start of its call (a reaction cannot come before it)."""
+    """The trial's VRRP columns.  ``failure_ns`` is the failure's event time (for a dead
+    box, the moment its daemons froze) and ``since_ns`` the start of its call (a reaction
+    cannot come before it)."""
     changes = transitions(events)
     before = masters(states_at(changes, since_ns - 1 if since_ns else t0_ns))
     old = before[0] if len(before) == 1 else None

@@ -158,6 +158,11 @@ class Timeline:
             self.pending.append(failure)
             self.injected.append(failure)
             self.apply_calls_ns.append(failure.call_ns)  # restore() overwrites call_ns
+            if failure.silenced:
+                before, stopped = failure.silenced
+                self.events.add("daemons_silenced", step.node or "",
+                                f"frozen; call {(stopped - before) / 1e6:.1f} ms",
+                                t_ns=(before + stopped) // 2)
         self.events.add(kind, step.node or getattr(failure, "node", ""),
                         f"{failure.describe()}; call {failure.call_ns / 1e6:.1f} ms", t_ns=t)
 
@@ -335,9 +340,15 @@ def _summary_row(req: RunRequest, trial: int, events: EventLog, timeline: Timeli
                    f" at {req.scenario.traffic.rate}",
     }
     if req.topology.vrrp:
+        # A dead box's keepalived fell silent when it froze, a few ms before its links
+        # went down: the backup's master-down timer runs from its last advert, so the
+        # takeover counts from that freeze.
+        silenced = timeline.injected[0].silenced if cut and timeline.injected else None
+        failure_ns, since_ns = ((sum(silenced) // 2, silenced[0]) if silenced
+                                else (cut_ns, call_start_ns))
         row.update(vrrp_timing.vrrp_columns(
             events.events, {v.node: vrrp_options(v.options) for v in req.topology.vrrp},
-            events.t0_ns, cut_ns if cut else None, call_start_ns if cut else None,
+            events.t0_ns, failure_ns if cut else None, since_ns if cut else None,
             restore_ns if restore else None, end_ns))
     row.update(req.params)
     return row, failover
