@@ -2,7 +2,8 @@
 
 Hosts are Mininet hosts (a shell in its own network namespace); switches are Linux
 bridges or Open vSwitch bridges in the root namespace, named ``r<run id><name>`` with
-ports ``<switch>-<port>`` so that concurrent runs never share a name.  Mininet makes the
+ports ``<switch>-<port>`` so that concurrent runs never share a name, and kept layer 2
+only (the host answers no ARP and sends no IPv6 through them).  Mininet makes the
 namespaces and the veth cables; Open vSwitch bridges and their LAGs are made by
 :mod:`harness.tech.ovs` once the cables exist, and rate-limited cables get a token
 bucket (tbf) at each end's egress.  Routers get IPv4 forwarding and hosts their static
@@ -133,6 +134,7 @@ class Lab:
         if self.topo.ovs_switches():
             self.ovs_daemons = ovs.ensure_daemons(self.journal)
             self._configure_ovs()
+        self._keep_root_namespace_out()
         for bond in self.topo.bonds:
             self.bond_states[f"{bond.node}:{bond.name}"] = bonds.create_bond(
                 self.ipr(bond.node), bond)
@@ -175,6 +177,26 @@ class Lab:
     def _ends(self) -> list[tuple[str, str]]:
         return [end for link in self.topo.links
                 for end in ((link.a, link.a_intf), (link.b, link.b_intf))]
+
+    def _keep_root_namespace_out(self) -> None:
+        """Make the switches layer 2 only: the host's own IP stack must not join the lab.
+
+        The switches live in the root namespace, so each Linux bridge is an interface of
+        the host, and by default (arp_ignore 0) the host answers ARP arriving on it for any
+        address it owns on any interface. A host whose own network reuses a lab prefix
+        (our CI machine has 192.0.2.2/24 on eth0) then claims that lab address: r1's
+        unicast VRRP adverts to r2's 192.0.2.2 went to the host for 5 s and both routers
+        were master. So no switch answers ARP (arp_ignore 8), and neither the switches nor
+        their ports run IPv6 (no link-local chatter into the lab).
+        """
+        ends = [self.ifname(node, intf) for link in self.topo.links
+                for node, intf in ((link.a, link.a_intf), (link.b, link.b_intf))
+                if self.topo.nodes[node].kind == "switch"]
+        switches = [self.node_name(s) for s in self.topo.switches()]
+        for name in switches:
+            _write_sysctl(f"net/ipv4/conf/{name}/arp_ignore", "8")
+        for name in switches + ends:
+            _write_sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
 
     def _shape_links(self) -> None:
         """A token bucket at both ends of every rate-limited cable (each direction)."""
@@ -378,3 +400,11 @@ def _ovs_ports_class() -> type:
                     self.cmd("ip link set", intf, "up")
 
     return OvsPorts
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    """Set a root-namespace sysctl of one interface; skipped where the interface has none
+    (an Open vSwitch bridge whose internal port is not a netdev, a kernel without IPv6)."""
+    path = Path("/proc/sys") / key
+    if path.exists():
+        path.write_text(value)
