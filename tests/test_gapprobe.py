@@ -257,13 +257,20 @@ def test_known_outages_on_a_path(binary, tmp_path, monkeypatch):
         assert outage.estimate_ms is not None
         assert outage.lost_span_ms <= outage.estimate_ms <= outage.duration_ms
     # The switch end of srv's cable is down: requests die at the bridge, so losses are on
-    # the way up (the server never logged them). The one exception the physics allows is
-    # an echo in flight at the cut: its request reached the server just before, its reply
-    # died. So: at most one down-leg loss per outage, and no down-leg outage of its own.
-    for outage, verdict in zip(found, verdicts, strict=True):
+    # the way up (the server never logged them). A reply dies instead only if its request
+    # reached the server while the cable was whole: before the cut (the server answered
+    # after it: one echo in flight, or several when a loaded machine runs the server
+    # late; CI once lost 6) or after the repair, before srv's kernel restarted its NIC's
+    # queue. No request reaches the server while the cable is out.
+    edges = []
+    for (down, up), (down_call, up_call), outage in zip(cuts, calls, found, strict=True):
         in_outage = [p for p in packets
                      if outage.first_lost_seq <= p.seqno <= outage.last_lost_seq]
-        assert "true_up" in verdict
-        assert sum(p.lost == "true_down" for p in in_outage) <= 1
-    assert all(o.lost <= 1 for o in outages.analyse(packets, "down").outages)
+        assert any(p.lost == "true_up" for p in in_outage)
+        got = [p.server_received_ns for p in in_outage if p.lost == "true_down"]
+        assert all(t is not None for t in got)
+        cut_from, cut_to = down + down_call // 2 + 500_000, up - up_call // 2 - 500_000
+        assert not [t for t in got if cut_from < t < cut_to], (down, up, got)
+        edges.append((sum(t <= cut_from for t in got), sum(t >= cut_to for t in got)))
+    print(f"replies lost (request in before the cut, after the repair): {edges}")
     assert len(outages.analyse(packets, "up").outages) == len(cuts)

@@ -30,7 +30,12 @@ def test_udp_at_a_set_rate_stops_for_exactly_the_cut(tmp_path):
     assert float(row["throughput_after_mbps"]) > 15
     # 2 s of cut in a 2 s window: nearly nothing arrives while the cable is out
     assert float(row["throughput_during_mbps"]) < 2
-    assert abs(float(row["failover_gap_estimate_ms"]) - float(row["cut_ms"])) <= 2
+    # the outage is the cut within 2 ms, plus one probe interval per reply that died
+    # although its request got through (answered late across the cut, or sent before the
+    # server's NIC restarted after the repair: see test_gapprobe's known outages)
+    excess = float(row["failover_gap_estimate_ms"]) - float(row["cut_ms"])
+    allowed = 2 + int(row["lost_down"]) * float(row["probe_interval_ms"])
+    assert -2 <= excess <= allowed, (excess, row["lost_down"])
     assert int(row["outages"]) == 1 and float(row["failback_gap_ms"]) == 0
 
 
