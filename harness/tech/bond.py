@@ -430,7 +430,7 @@ def active_member_in(text: str) -> str | None:
     return None
 
 
-def wait_ready(ipr: IPRoute, name: str) -> BondState:
+def wait_ready(ipr: IPRoute, name: str, updelay_ms: int) -> BondState:
     """Every member has carrier, the MII monitor has settled and, where the mode has one,
     an active member is chosen.
 
@@ -438,7 +438,7 @@ def wait_ready(ipr: IPRoute, name: str) -> BondState:
     downdelay): until then the kernel may still change its active member (a primary in
     updelay takes over when the delay ends), so a state read earlier is not the one the
     trial runs with. The ARP monitor validates backups only as replies come, so there
-    only the active member counts.
+    only the active member counts. ``updelay_ms`` (the bond's) lengthens the wait.
     """
 
     def ready() -> BondState | None:
@@ -452,5 +452,5 @@ def wait_ready(ipr: IPRoute, name: str) -> BondState:
             return None
         return state
 
-    budget = timeouts.BOND_MEMBERS_UP + read_bond(ipr, name).updelay / 1000
+    budget = timeouts.BOND_MEMBERS_UP + updelay_ms / 1000
     return timeouts.wait_for(f"bond {name} members up and settled", ready, budget)

@@ -143,8 +143,9 @@ class Lab:
             self._configure_static_neighbours()
         self._configure_routing()
         for bond in self.topo.bonds:
-            self.bond_states[f"{bond.node}:{bond.name}"] = bonds.wait_ready(
-                self.ipr(bond.node), bond.name)
+            key = f"{bond.node}:{bond.name}"
+            self.bond_states[key] = bonds.wait_ready(self.ipr(bond.node), bond.name,
+                                                     self.bond_states[key].updelay)
         for pair in self.lacp_pairs():
             verdict = lacp_check.wait_negotiated(pair.read, links=pair.links)
             self.lacp_tables[f"{pair.a} - {pair.b}"] = verdict.table
@@ -189,8 +190,7 @@ class Lab:
         were master. So no switch answers ARP (arp_ignore 8), and neither the switches nor
         their ports run IPv6 (no link-local chatter into the lab).
         """
-        ends = [self.ifname(node, intf) for link in self.topo.links
-                for node, intf in ((link.a, link.a_intf), (link.b, link.b_intf))
+        ends = [self.ifname(node, intf) for node, intf in self._ends()
                 if self.topo.nodes[node].kind == "switch"]
         switches = [self.node_name(s) for s in self.topo.switches()]
         for name in switches:
