@@ -160,6 +160,18 @@ def stream_rates(out: Path, cut_s: float, restore_s: float) -> list[tuple[float,
     return [(mean(s, 0.5, cut_s), mean(s, cut_s, restore_s)) for s in by_stream.values()]
 
 
+def test_no_member_failed_while_the_lab_was_built(bond_pair):
+    # The lab enslaves every member before it brings any up: enslaving takes a member
+    # down, and had srv's bond been running then, its MII monitor could have counted
+    # cli's enslaving as a failure of srv's member (seen in CI: srv eth0 already at 1
+    # when the trial began, 2 at its end).
+    lab = json.loads((bond_pair / "trial-001" / "lab.json").read_text())
+    counts = {(key, member): info["link_failure_count"]
+              for key, state in lab["bonds"].items()
+              for member, info in state["member_info"].items()}
+    assert len(counts) == 4 and set(counts.values()) == {0}, counts
+
+
 def test_the_member_rejoins_both_bonds_after_the_restore(bond_pair):
     # The kernel's word at the end of the trial: eth0 failed once at each end and is back
     # in the active aggregator (802.3ad marks members outside it "backup").

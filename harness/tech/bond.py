@@ -4,7 +4,7 @@ Options carry the kernel's names and values (Documentation/networking/bonding.rs
 ``miimon=100``, ``lacp_rate=fast``, ``primary=eth0``. :func:`bond_settings` checks them
 all and converts them to what netlink takes (enum names to numbers, a member name to its
 ifindex) before anything exists; :func:`create_bond` then sets them one netlink request
-at a time, so that a refusal names its option, and reads every one back.
+at a time, so that a refusal names its option, and :func:`start_bond` reads every one back.
 
 Order matters to the kernel (6.1, seen inside User-mode Linux): mode and fail_over_mac
 change only while the bond has no members (ENOTEMPTY), lacp_rate and ad_select only while
@@ -272,11 +272,25 @@ def _index(ipr: IPRoute, ifname: str) -> int:
     return found[0]
 
 
-def create_bond(ipr: IPRoute, bond: Bond) -> BondState:
-    """Create ``bond`` through ``ipr`` (a socket in the node's namespace), enslave, bring up,
-    and check that the kernel holds every option asked for."""
+def create_bond(ipr: IPRoute, bond: Bond) -> BondSettings:
+    """Create ``bond`` through ``ipr`` (a socket in the node's namespace) and enslave its
+    members, leaving the bond and its members down; :func:`start_bond` brings them up.
+
+    A lab builds every bond before it starts any: enslaving takes a member down, and
+    when the other end of its cable is a running bond's member (two servers bonded to
+    each other), that bond's MII monitor may catch the carrier loss and count a link
+    failure that no scenario caused."""
     settings = bond_settings(bond.options, bond.members, bond.name)
     build_bond(ipr, bond.name, bond.members, settings)
+    return settings
+
+
+def start_bond(ipr: IPRoute, bond: Bond, settings: BondSettings) -> BondState:
+    """Bring ``bond``'s members and the bond up, and check that the kernel holds every
+    option asked for."""
+    for member in bond.members:
+        ipr.link("set", index=_index(ipr, member), state="up")
+    ipr.link("set", index=_index(ipr, bond.name), state="up")
     state = read_bond(ipr, bond.name)
     check_read_back(settings, state)
     return state
@@ -284,8 +298,8 @@ def create_bond(ipr: IPRoute, bond: Bond) -> BondState:
 
 def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
                settings: BondSettings) -> None:
-    """Apply ``settings`` as they are: on a refusal the bond is deleted (its members
-    released) and the error names the option."""
+    """Apply ``settings`` as they are, members enslaved, all down: on a refusal the bond
+    is deleted (its members released) and the error names the option."""
     _request(f"to create bond {name} in mode {settings.mode}", "mode", lambda: ipr.link(
         "add", ifname=name, kind="bond", bond_mode=mode_number(settings.mode)))
     master = _index(ipr, name)
@@ -303,9 +317,6 @@ def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
         if "primary" in settings.netlink:
             _set(ipr, master, name, "primary", settings.wanted["primary"],
                  _index(ipr, settings.wanted["primary"]), settings.mode)
-        for member in members:
-            ipr.link("set", index=_index(ipr, member), state="up")
-        ipr.link("set", index=master, state="up")
     except BaseException:
         with contextlib.suppress(NetlinkError):  # deleting the bond releases its members
             ipr.link("del", index=master)

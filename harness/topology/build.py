@@ -135,9 +135,12 @@ class Lab:
             self.ovs_daemons = ovs.ensure_daemons(self.journal)
             self._configure_ovs()
         self._keep_root_namespace_out()
-        for bond in self.topo.bonds:
-            self.bond_states[f"{bond.node}:{bond.name}"] = bonds.create_bond(
-                self.ipr(bond.node), bond)
+        # Every bond is built before any starts (see bonds.create_bond).
+        built = [(bond, bonds.create_bond(self.ipr(bond.node), bond))
+                 for bond in self.topo.bonds]
+        for bond, settings in built:
+            self.bond_states[f"{bond.node}:{bond.name}"] = bonds.start_bond(
+                self.ipr(bond.node), bond, settings)
         self._configure_addresses()
         if self.topo.static_neighbours:
             self._configure_static_neighbours()
