@@ -180,3 +180,14 @@ def test_the_member_rejoins_both_bonds_after_the_restore(bond_pair):
         assert info["eth0"]["link_failure_count"] == 1, node
         assert info["eth1"]["link_failure_count"] == 0, node
         assert info["eth0"]["state"] == info["eth1"]["state"] == "active", (node, info)
+    # and the events say so once: eth0 left, then came back when LACP had negotiated it
+    # again, which takes the 2 s aggregate wait timer at least. (Before lacp.Membership
+    # the returning member's stale state in the status file read as a join at the
+    # restore and a leave 0.1 s later.)
+    restore_s = float(trial_events(bond_pair, "restore")[0]["t_s"])
+    for node in ("srv", "cli"):
+        changes = [e for e in trial_events(bond_pair, "lacp_members_changed")
+                   if e["node"] == node]
+        assert [e["detail"] for e in changes] == ["eth0,eth1 -> eth1", "eth1 -> eth0,eth1"], (
+            node, changes)
+        assert float(changes[1]["t_s"]) - restore_s > 1.0, (node, changes)

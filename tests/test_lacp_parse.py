@@ -19,7 +19,15 @@ from harness.journal import Journal
 from harness.lab import uml
 from harness.lab.uml import GuestSpec, run_in_uml
 from harness.naming import new_run_id
-from harness.tech.lacp import PortState, linux_lacp, ovs_bond, ovs_dp_lookups, ovs_lacp
+from harness.tech.lacp import (
+    Membership,
+    PortState,
+    distributing,
+    linux_lacp,
+    ovs_bond,
+    ovs_dp_lookups,
+    ovs_lacp,
+)
 from harness.tech.lacp_check import check_negotiated, verdict, wait_negotiated
 
 from .conftest import LAB_REPORT, REPO
@@ -43,6 +51,22 @@ def ovs(name: str, lag: str = "lag0"):
 
 
 # -- /proc/net/bonding -------------------------------------------------------------
+
+def test_a_member_back_from_a_link_failure_counts_once_lacp_negotiated_it_again() -> None:
+    # srv's bond0 of the bond_pair topology, read as eth0's cable came back (both ends
+    # down for 1 s, then up): each read is headed by the kernel's own member states.
+    parts = [part.partition("\n") for part in text("linux-member-return.txt").split("==== ")[1:]]
+    heads = [head for head, _, _ in parts]
+    reads = [linux_lacp(body, "bond0") for _, _, body in parts]
+    # The file alone, 0.11 s after the link returned: eth0 up, in the active aggregator,
+    # distributing (stale: the kernel still holds it as a backup that sends nothing)
+    assert reads[1].members["eth0"].mii_up and "'eth0': 'backup'" in heads[1]
+    assert distributing(reads[1]) == {"eth0", "eth1"}
+    membership = Membership()
+    seen = [membership.update(read) for read in reads]
+    assert seen == [{"eth1"}, {"eth1"}, {"eth1"}, {"eth1"}, {"eth0", "eth1"}]
+    assert "'eth0': 'active'" in heads[4]  # the kernel sends on it again from here
+
 
 def test_linux_negotiated_bond_reads_aggregator_partner_and_full_states() -> None:
     bond = linux("linux-bond-negotiated.txt")

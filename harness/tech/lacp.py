@@ -196,6 +196,29 @@ def distributing(side: LinuxLacp) -> frozenset[str]:
                      and PortState.DISTRIBUTING in m.actor.state)
 
 
+class Membership:
+    """The members distributing, over successive reads of one bond's status file.
+
+    A member whose link went down keeps the LACP state it had until the state machine
+    resets it, at its first tick (100 ms) after the link returns. In between the file
+    shows it up, in the active aggregator and distributing, while the kernel holds it as
+    a backup that sends nothing (UML 6.1: actor state 63 for 0.1 s, then 71, 199 and 7,
+    and 63 again once negotiated 2.5 s later; tests/data/lacp/linux-member-return.txt).
+    So a member seen down counts again only after a read that shows it not distributing.
+    """
+
+    def __init__(self) -> None:
+        self._returning: set[str] = set()
+
+    def update(self, side: LinuxLacp) -> frozenset[str]:
+        for member in side.members.values():
+            if not member.mii_up:
+                self._returning.add(member.name)
+            elif member.actor is None or PortState.DISTRIBUTING not in member.actor.state:
+                self._returning.discard(member.name)
+        return distributing(side) - self._returning
+
+
 # -- Open vSwitch: ovs-appctl lacp/show, bond/show, ovs-dpctl show --------------------
 
 @dataclass(frozen=True)

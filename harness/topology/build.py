@@ -54,6 +54,8 @@ class Lab:
         self.bond_states: dict[str, bonds.BondState] = {}  # "node:bond" -> state
         self.ovs_daemons: str | None = None  # "ours" or "running" once OVS is in use
         self.lacp_tables: dict[str, str] = {}  # both ends' LACP state once negotiated
+        # "node:bond" -> its 802.3ad members over the polls so far (see poll_bond)
+        self._lacp_members: dict[str, lacp.Membership] = {}
         self._mark = journal.mark()
         self._sockets: dict[tuple[int, str | None], IPRoute] = {}
         self._sockets_lock = threading.Lock()
@@ -342,12 +344,16 @@ class Lab:
         return bonds.active_member(self.ipr(node), self.topo.bond(node, name).name)
 
     def poll_bond(self, node: str, name: str | None = None) -> BondView:
-        """The bond's active member and, in 802.3ad, its distributing members: cheap
-        enough to call every few ms (see bonds.status_text)."""
+        """The bond's active member and, in 802.3ad, its distributing members (a member
+        back from a link failure only once LACP has negotiated it again: see
+        lacp.Membership): cheap enough to call every few ms (see bonds.status_text)."""
         bond = self.topo.bond(node, name)
         text = bonds.status_text(self.net.get(self.node_name(node)).pid, bond.name)
-        members = (lacp.distributing(lacp.linux_lacp(text, bond.name))
-                   if "Bonding Mode: IEEE 802.3ad" in text else None)
+        members = None
+        if "Bonding Mode: IEEE 802.3ad" in text:
+            membership = self._lacp_members.setdefault(f"{node}:{bond.name}",
+                                                       lacp.Membership())
+            members = membership.update(lacp.linux_lacp(text, bond.name))
         return BondView(bonds.active_member_in(text), members)
 
     def write_state(self, path: Path) -> None:
