@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -37,3 +38,16 @@ class EventLog:
 
     def first(self, kind: str) -> dict[str, object] | None:
         return next((e for e in self.events if e["kind"] == kind), None)
+
+    def sort(self) -> None:
+        """Put the events in time order, in memory and in the file. They are appended as
+        they are recorded, and a step is recorded once its call has returned: after what a
+        watcher saw meanwhile (a bond's member leaving during a slow cut)."""
+        with self._lock:
+            self.events.sort(key=lambda e: int(e["t_ns"]))
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with open(tmp, "w", newline="") as fh:
+                writer = csv.DictWriter(fh, COLUMNS)
+                writer.writeheader()
+                writer.writerows(self.events)
+            os.replace(tmp, self.path)  # never a half-written timeline

@@ -239,6 +239,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         active_after = {n: state.active_member for n, state in final.items()}
         (tdir / "bonds.json").write_text(json.dumps(
             {n: state.as_dict() for n, state in final.items()}, indent=2))
+    events.sort()
     row, failover = _summary_row(req, trial, events, timeline, intervals, record,
                                  active_before, active_after, bring_up_s)
     row.update(_spread_columns(spread))
