@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import socket
 import struct
 from pathlib import Path
@@ -21,6 +22,8 @@ from .conftest import LAB_REPORT, read_rows, redlab, run_scenario, trial_events
 
 pytestmark = pytest.mark.lab
 MEMBER_MBIT = 20
+# the bond watcher polls every 5 ms, the log stamps to the ms; UML may run either late
+FAILBACK_SLACK_S = 0.05
 
 
 def row(out: Path) -> pd.Series:
@@ -133,10 +136,48 @@ def test_a_cut_member_leaves_at_once_and_traffic_goes_on(member_failure):
     # the probe's flow was on the cut member.  The bond rebuilds its transmit hash table
     # at the carrier event itself (bond_slave_netdev_event), before the MII monitor's
     # next look: the flow moves at once and may lose nothing; never an MII period more.
-    # (The fail-back is another matter: the cable's return has cost the probe's flow from
-    # 3 to 575 ms, see failback_gap_ms in the report; not asserted.)
+    # (The fail-back is another matter: see the next test.)
     for figure in ("failover_gap_ms", "failover_gap_floor_ms"):
         assert math.isnan(r[figure]) or r[figure] < r["miimon"] + 150, figure
+    # the switch's side, from ovs-vswitchd's log: it disabled the member at the cut
+    port = re.search(r"<-> sw:(\S+)", cut["detail"])[1]
+    changes = [e for e in trial_events(member_failure, "lag_member_changed")
+               if e["detail"].startswith(f"{port} ")]
+    assert changes[0]["detail"] == f"{port} disabled", changes
+    # (the cut is stamped at its netlink call's middle, the log line truncated to the ms)
+    call_start_s = float(cut["t_s"]) - float(re.search(r"call ([\d.]+) ms", cut["detail"])[1]) / 2e3
+    assert -0.002 <= float(changes[0]["t_s"]) - call_start_s < 1, (cut, changes)
+
+
+def test_the_fail_back_loses_what_srv_sends_until_the_switch_enables_the_member(
+        member_failure):
+    # When the cable returns, srv's bond distributes on the member as soon as its LACP
+    # state machine lets it; the switch accepts frames from the member only once
+    # ovs-vswitchd has enabled it, which it may do up to its next LACPDU (1 s) later
+    # (seen: 0 to 850 ms). The probe's replies leave srv on this member: those sent in
+    # between are lost, and no other. (Before these events the fail-back gap looked
+    # random: 3 to 575 ms.)
+    out = member_failure
+    restore_s = float(trial_events(out, "restore")[0]["t_s"])
+    port = re.search(r"<-> sw:(\S+)", trial_events(out, "cut")[0]["detail"])[1]
+    enabled = [float(e["t_s"]) for e in trial_events(out, "lag_member_changed")
+               if e["detail"] == f"{port} enabled" and float(e["t_s"]) > restore_s]
+    joined = [float(e["t_s"]) for e in trial_events(out, "lacp_members_changed")
+              if float(e["t_s"]) > restore_s and e["detail"].endswith("eth0,eth1")]
+    assert enabled and joined, (enabled, joined)
+    t0_ns = int(trial_events(out, "traffic_start")[0]["t_ns"])
+    served = {r["seq"]: (int(r["server_send_ns"]) - t0_ns) / 1e9
+              for r in read_rows(out / "trial-001" / "probe-server.csv")}
+    lost_replies = [served[r["seq"]] for r in read_rows(out / "trial-001" / "probe-client.csv")
+                    if not r["client_recv_ns"] and r["seq"] in served
+                    and served[r["seq"]] > restore_s]
+    LAB_REPORT.append(f"lag fail-back: srv's bond takes the member back"
+                      f" {joined[0] - restore_s:.3f} s after the restore, the switch enables"
+                      f" {port} at {enabled[0] - restore_s:.3f} s; {len(lost_replies)} of"
+                      " srv's replies lost")
+    for sent_s in lost_replies:
+        assert joined[0] - FAILBACK_SLACK_S <= sent_s <= enabled[0] + FAILBACK_SLACK_S, (
+            sent_s, joined[0], enabled[0])
 
 
 @pytest.fixture(scope="module", params=[

@@ -34,6 +34,7 @@ from harness.results.plot import plot_trial
 from harness.results.samples import write_samples
 from harness.results.store import RunStore, lab_kind
 from harness.scenario.model import FAILURES, Scenario, Step
+from harness.tech import ovs_log
 from harness.tech.vrrp import StateChange, vrrp_options
 from harness.topology.build import Lab
 from harness.topology.model import Topology
@@ -210,6 +211,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
                                        traffic.duration_s), tdir / "iperf3.json")
         aggregates = counters.groups(lab)
         counted = {g.label: counters.snapshot(lab, g) for g in aggregates}
+        ovs_mark = _ovs_log_mark(req.topology)
         probe.start()
         probe_members = {step.node: _probe_member(lab, step.node, traffic.probe_interval_ms)
                          for step in sc.steps if step.interface == "probe" and step.node}
@@ -235,6 +237,8 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
             for w in watchers:
                 w.stop()
             timeline.restore_all()
+            if ovs_mark is not None:
+                _add_ovs_member_changes(lab, events, ovs_mark)
         final = {n: lab.read_bond(n) for n in bonded}  # the kernel's word, not the watcher's
         active_after = {n: state.active_member for n, state in final.items()}
         (tdir / "bonds.json").write_text(json.dumps(
@@ -245,6 +249,27 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     row.update(_spread_columns(spread))
     _draw(tdir, failover)
     return row
+
+
+def _ovs_log_mark(topology: Topology) -> ovs_log.LogMark | None:
+    """Where ovs-vswitchd's log stands, when the topology has LAGs and OVS logs to a file."""
+    path = ovs_log.log_file() if topology.lags else None
+    return ovs_log.LogMark.now(path) if path else None
+
+
+def _add_ovs_member_changes(lab: Lab, events: EventLog, mark: ovs_log.LogMark) -> None:
+    """Each LAG member that ovs-vswitchd enabled or disabled since ``mark``, as an event
+    stamped by its log line (to the ms)."""
+    ports = {lab.ifname(lag.switch, port): (lag.switch, port)
+             for lag in lab.topo.lags for port in lag.ports}
+    try:
+        lines = mark.lines_since()
+    except OSError as exc:  # the trial's own figures stand without these events
+        log.warning("cannot read ovs-vswitchd's log %s: %s", mark.path, exc)
+        return
+    for change in ovs_log.member_changes(lines, ports):
+        events.add("lag_member_changed", change.switch, f"{change.member} {change.state}",
+                   t_ns=change.t_ns)
 
 
 def _shrank(detail: str) -> bool:
