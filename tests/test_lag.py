@@ -140,13 +140,18 @@ def test_a_cut_member_leaves_at_once_and_traffic_goes_on(member_failure):
     for figure in ("failover_gap_ms", "failover_gap_floor_ms"):
         assert math.isnan(r[figure]) or r[figure] < r["miimon"] + 150, figure
     # the switch's side, from ovs-vswitchd's log: it disabled the member at the cut
-    port = re.search(r"<-> sw:(\S+)", cut["detail"])[1]
+    port = switch_port(cut)
     changes = [e for e in trial_events(member_failure, "lag_member_changed")
                if e["detail"].startswith(f"{port} ")]
     assert changes[0]["detail"] == f"{port} disabled", changes
     # (the cut is stamped at its netlink call's middle, the log line truncated to the ms)
     call_start_s = float(cut["t_s"]) - float(re.search(r"call ([\d.]+) ms", cut["detail"])[1]) / 2e3
     assert -0.002 <= float(changes[0]["t_s"]) - call_start_s < 1, (cut, changes)
+
+
+def switch_port(cut: dict[str, str]) -> str:
+    """The switch's end of the cut cable ("link_down srv:eth0 <-> sw:p1 ..." -> "p1")."""
+    return re.search(r"<-> sw:(\S+)", cut["detail"])[1]
 
 
 def test_the_fail_back_loses_what_srv_sends_until_the_switch_enables_the_member(
@@ -159,7 +164,7 @@ def test_the_fail_back_loses_what_srv_sends_until_the_switch_enables_the_member(
     # random: 3 to 575 ms.)
     out = member_failure
     restore_s = float(trial_events(out, "restore")[0]["t_s"])
-    port = re.search(r"<-> sw:(\S+)", trial_events(out, "cut")[0]["detail"])[1]
+    port = switch_port(trial_events(out, "cut")[0])
     enabled = [float(e["t_s"]) for e in trial_events(out, "lag_member_changed")
                if e["detail"] == f"{port} enabled" and float(e["t_s"]) > restore_s]
     joined = [float(e["t_s"]) for e in trial_events(out, "lacp_members_changed")

@@ -4,7 +4,7 @@ Options carry the kernel's names and values (Documentation/networking/bonding.rs
 ``miimon=100``, ``lacp_rate=fast``, ``primary=eth0``. :func:`bond_settings` checks them
 all and converts them to what netlink takes (enum names to numbers, a member name to its
 ifindex) before anything exists; :func:`create_bond` then sets them one netlink request
-at a time, so that a refusal names its option, and :func:`start_bond` reads every one back.
+at a time, so that a refusal names its option, and :func:`wait_ready` reads every one back.
 
 Order matters to the kernel (6.1, seen inside User-mode Linux): mode and fail_over_mac
 change only while the bond has no members (ENOTEMPTY), lacp_rate and ad_select only while
@@ -285,15 +285,12 @@ def create_bond(ipr: IPRoute, bond: Bond) -> BondSettings:
     return settings
 
 
-def start_bond(ipr: IPRoute, bond: Bond, settings: BondSettings) -> BondState:
-    """Bring ``bond``'s members and the bond up, and check that the kernel holds every
-    option asked for."""
+def start_bond(ipr: IPRoute, bond: Bond) -> None:
+    """Bring ``bond``'s members and the bond up; :func:`wait_ready` then waits for it to
+    settle and reads every option back."""
     for member in bond.members:
         ipr.link("set", index=_index(ipr, member), state="up")
     ipr.link("set", index=_index(ipr, bond.name), state="up")
-    state = read_bond(ipr, bond.name)
-    check_read_back(settings, state)
-    return state
 
 
 def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
@@ -441,15 +438,15 @@ def active_member_in(text: str) -> str | None:
     return None
 
 
-def wait_ready(ipr: IPRoute, name: str, updelay_ms: int) -> BondState:
+def wait_ready(ipr: IPRoute, name: str, settings: BondSettings) -> BondState:
     """Every member has carrier, the MII monitor has settled and, where the mode has one,
-    an active member is chosen.
+    an active member is chosen; the state then, checked against ``settings``.
 
     Settled means no member is still in a delay (``back`` during updelay, ``fail`` during
     downdelay): until then the kernel may still change its active member (a primary in
     updelay takes over when the delay ends), so a state read earlier is not the one the
     trial runs with. The ARP monitor validates backups only as replies come, so there
-    only the active member counts. ``updelay_ms`` (the bond's) lengthens the wait.
+    only the active member counts. An updelay asked for lengthens the wait.
     """
 
     def ready() -> BondState | None:
@@ -463,5 +460,7 @@ def wait_ready(ipr: IPRoute, name: str, updelay_ms: int) -> BondState:
             return None
         return state
 
-    budget = timeouts.BOND_MEMBERS_UP + updelay_ms / 1000
-    return timeouts.wait_for(f"bond {name} members up and settled", ready, budget)
+    budget = timeouts.BOND_MEMBERS_UP + settings.wanted.get("updelay", 0) / 1000
+    state = timeouts.wait_for(f"bond {name} members up and settled", ready, budget)
+    check_read_back(settings, state)
+    return state

@@ -140,17 +140,15 @@ class Lab:
         # Every bond is built before any starts (see bonds.create_bond).
         built = [(bond, bonds.create_bond(self.ipr(bond.node), bond))
                  for bond in self.topo.bonds]
-        for bond, settings in built:
-            self.bond_states[f"{bond.node}:{bond.name}"] = bonds.start_bond(
-                self.ipr(bond.node), bond, settings)
+        for bond, _ in built:
+            bonds.start_bond(self.ipr(bond.node), bond)
         self._configure_addresses()
         if self.topo.static_neighbours:
             self._configure_static_neighbours()
         self._configure_routing()
-        for bond in self.topo.bonds:
-            key = f"{bond.node}:{bond.name}"
-            self.bond_states[key] = bonds.wait_ready(self.ipr(bond.node), bond.name,
-                                                     self.bond_states[key].updelay)
+        for bond, settings in built:
+            self.bond_states[f"{bond.node}:{bond.name}"] = bonds.wait_ready(
+                self.ipr(bond.node), bond.name, settings)
         for pair in self.lacp_pairs():
             verdict = lacp_check.wait_negotiated(pair.read, links=pair.links)
             self.lacp_tables[f"{pair.a} - {pair.b}"] = verdict.table
