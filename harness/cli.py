@@ -23,8 +23,6 @@ from harness.naming import new_run_id
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="RedLab: prove network redundancy on real kernels.")
 log = logging.getLogger("redlab")
-# Every topology needs veth pairs and bridges; inside UML both are modules.
-LAB_BASE_FEATURES = ("veth", "bridge")
 
 
 LabOption = Annotated[str, typer.Option(help="where the lab runs: auto, native or uml")]
@@ -176,7 +174,7 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
 
     ``extra_modules`` are loaded at boot too: a module the kernel would load on first use
     costs hundreds of ms inside UML, which must not land inside a measured failure."""
-    from harness.lab import guest_modules
+    from harness.lab import capabilities, guest_modules
     from harness.lab.uml import GuestSpec, run_in_uml
 
     argv = [sys.executable, "-m", "harness", *args, "--lab", "native", "--out", str(out),
@@ -190,7 +188,7 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
             GuestSpec(argv=argv, cwd=Path.cwd(), writable=[out],
                       # the host's home is read-only inside: matplotlib caches in tmpfs
                       env={"MPLCONFIGDIR": "/tmp/matplotlib"},
-                      modules=(*guest_modules([*LAB_BASE_FEATURES, *requires]),
+                      modules=(*guest_modules([*capabilities.LAB_BASE_FEATURES, *requires]),
                                *extra_modules),
                       start_ovs="openvswitch" in requires),
             deadline_s=deadline, journal=journal)
@@ -310,6 +308,32 @@ def plot(run_dir: Annotated[Path, typer.Argument(help="a run folder written by r
 
 
 @app.command()
+def summarize(folder: Annotated[Path, typer.Argument(help="a run folder, or a suite folder")]
+              ) -> None:
+    """Recompute summary.csv (and a suite's suite.csv), samples and plots from the stored
+    files of FOLDER alone: after a fix to the analysis, no lab needs to run again."""
+    from harness.results.summary import summarize_run
+    from harness.scenario.suite import combine, medians
+
+    _setup(False)
+    with _reported():
+        if (folder / "metadata.json").is_file():
+            rows = summarize_run(folder)
+            typer.echo(f"{len(rows)} trial(s) recomputed; {folder / 'summary.csv'}")
+            return
+        runs = sorted(p.parent for p in folder.glob("*/metadata.json"))
+        if not runs:
+            raise ConfigError(f"{folder} holds no metadata.json, nor runs that do",
+                              "give a folder written by redlab run or redlab suite")
+        for run in runs:
+            typer.echo(f"{run.name}: {len(summarize_run(run))} trial(s) recomputed")
+        table = combine([(run.name, run) for run in runs], folder / "suite.csv")
+        if not table.empty:
+            typer.echo(medians(table).to_string())
+        typer.echo(f"every row in {folder / 'suite.csv'}")
+
+
+@app.command()
 def clean() -> None:
     """Remove what crashed or killed RedLab runs left behind, and nothing else."""
     _setup(False)
@@ -325,7 +349,7 @@ def probe() -> None:
     from harness.lab import capabilities
     from harness.lab.uml import uml_available
 
-    for feature in ("bonding", "openvswitch", "netem", "team", "8021q", "bridge", "veth"):
+    for feature in capabilities.FEATURES:
         typer.echo(f"{feature:12} {'yes' if capabilities.probe(feature) else 'no'}")
     typer.echo(f"{'uml':12} {'yes' if uml_available() else 'no'}")
 

@@ -6,17 +6,24 @@ everything it may have made.  ``Journal.rollback()`` undoes the entries in rever
 normal exit path and ``redlab clean`` use the very same code.  ``redlab clean`` only
 touches journals whose owner process is gone, so it never disturbs a run in progress,
 and never removes anything a journal does not name.
+
+A run that dies without rolling back (SIGKILL, the OOM killer) is rolled back at once by
+its reaper, a watchdog process that ``open()`` starts beside it (:mod:`harness.reaper`,
+which says why a watchdog and not a parent-death signal); ``redlab clean`` is left for
+what a reaper could not do.  Both go through :func:`roll_back_orphan`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -30,18 +37,37 @@ log = logging.getLogger(__name__)
 JOURNAL_DIR = Path(os.environ.get("REDLAB_JOURNAL_DIR", "/run/redlab"))
 
 
-def process_start_time(pid: int) -> int | None:
-    """Start time of ``pid`` in clock ticks since boot; tells a live process from a reused pid."""
+def _stat(pid: int) -> list[str] | None:
+    """The fields of /proc/<pid>/stat after the command name (state first)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
     # comm (field 2) may contain spaces and parentheses: split after the last ')'.
-    return int(stat.rsplit(")", 1)[1].split()[19])
+    return stat.rsplit(")", 1)[1].split()
+
+
+def process_start_time(pid: int) -> int | None:
+    """Start time of ``pid`` in clock ticks since boot; tells a live process from a reused pid."""
+    fields = _stat(pid)
+    return int(fields[19]) if fields else None
 
 
 def is_alive(pid: int, start: int | None) -> bool:
     return start is not None and process_start_time(pid) == start
+
+
+def is_running(pid: int, start: int | None) -> bool:
+    """Alive and not a zombie: a zombie has died, freed all it held, and waits only for
+    its parent (init, for an orphan, which may take a second or two) to collect it."""
+    fields = _stat(pid)
+    return (fields is not None and start is not None and int(fields[19]) == start
+            and fields[0] != "Z")
+
+
+def owner_alive(owner: dict[str, Any]) -> bool:
+    """Whether a journal's owner (its header) still runs."""
+    return isinstance(owner.get("pid"), int) and is_running(owner["pid"], owner.get("start"))
 
 
 @dataclass
@@ -49,6 +75,9 @@ class Journal:
     run_id: str
     path: Path = field(init=False)
     entries: list[dict[str, Any]] = field(default_factory=list)
+    # The watchdog that rolls back if this process dies first (see harness.reaper).
+    _reaper: subprocess.Popen[bytes] | None = field(default=None, init=False, repr=False,
+                                                    compare=False)
 
     def __post_init__(self) -> None:
         self.path = JOURNAL_DIR / f"{self.run_id}.jsonl"
@@ -61,6 +90,12 @@ class Journal:
                   "created": time.time()}
         with open(self.path, "x") as fh:  # "x": a colliding run id fails loudly
             fh.write(json.dumps(header) + "\n")
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-m", "harness.reaper", str(self.path.resolve())],
+            # Its own session: a signal to our process group does not reach it.  Started
+            # where this package is importable, whatever our working directory.
+            start_new_session=True, cwd=Path(__file__).resolve().parents[1],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
         return self
 
     def record(self, kind: str, **attrs: Any) -> dict[str, Any]:
@@ -97,6 +132,11 @@ class Journal:
         """Undo every entry in reverse, then drop the journal. Returns what was removed."""
         removed = self.rollback_to(0)
         self.path.unlink(missing_ok=True)
+        if self._reaper is not None:
+            # Idle while we live (it acts only once we are dead): ending it cuts nothing short.
+            self._reaper.kill()
+            self._reaper.wait()
+            self._reaper = None
         return removed
 
     def __enter__(self) -> Journal:
@@ -109,6 +149,7 @@ class Journal:
     @classmethod
     def load(cls, path: Path) -> tuple[Journal, dict[str, Any]]:
         journal = cls(run_id=path.stem)
+        journal.path = path  # wherever it lies, not only in JOURNAL_DIR
         owner: dict[str, Any] = {}
         for line in path.read_text().splitlines():
             if not line.strip():
@@ -173,11 +214,33 @@ def _kill(pid: int, start: int | None, group: bool) -> bool:
     except ProcessLookupError:
         return False
     deadline = time.monotonic() + timeouts.PROCESS_EXIT
-    while is_alive(pid, start) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):  # reap our child: no zombie left
-            os.waitpid(pid, os.WNOHANG)
+    while not _dead(pid, start) or (group and group_members(pid)):
+        if time.monotonic() > deadline:
+            break
+        if group:  # the group id stays ours while a member lives: none can reuse it
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, signal.SIGKILL)
         time.sleep(0.01)
     return True
+
+
+def _dead(pid: int, start: int | None) -> bool:
+    """Gone, or a zombie: our own child we collect (no zombie left); an orphan is init's
+    to collect, which may take seconds, too long to wait for at every process."""
+    fields = _stat(pid)
+    if fields is None or start is None or int(fields[19]) != start:
+        return True
+    if fields[0] != "Z":
+        return False
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+    return True
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (non-zombie) processes in process group ``pgid``."""
+    return [pid for pid in (int(p.name) for p in Path("/proc").glob("[0-9]*"))
+            if (fields := _stat(pid)) and int(fields[2]) == pgid and fields[0] != "Z"]
 
 
 def _delete_link(name: str) -> bool:
@@ -258,14 +321,47 @@ def stale_journals() -> Iterator[tuple[Journal, dict[str, Any]]]:
     if not JOURNAL_DIR.is_dir():
         return
     for path in sorted(JOURNAL_DIR.glob("*.jsonl")):
-        journal, owner = Journal.load(path)
-        if owner and is_alive(owner["pid"], owner.get("start")):
+        try:
+            journal, owner = Journal.load(path)
+        except FileNotFoundError:
+            continue  # its reaper has just rolled it back
+        if owner and owner_alive(owner):
             continue  # a run in progress: not ours to touch
         yield journal, owner
+
+
+def roll_back_orphan(path: Path) -> list[str]:
+    """Roll back the journal at ``path`` if its owner is dead: its processes first
+    (oldest first), then the rest in reverse.  Returns what was removed.
+
+    A dead run's reaper and ``redlab clean`` may reach one journal at the same moment, so
+    this holds an exclusive lock on the file meanwhile; whoever waited for the lock then
+    finds the journal gone (unlinked) and does nothing.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return []
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released when fd is closed
+        if os.fstat(fd).st_nlink == 0:
+            return []
+        journal, owner = Journal.load(path)
+        if owner and owner_alive(owner):
+            return []
+        # Processes first, so that they stop using the CPU before links and folders go,
+        # and oldest first (rollback pops from the end): a parent before its child, or
+        # keepalived starts a new VRRP child in place of the one killed.
+        processes = [entry for entry in journal.entries if entry["kind"] == "process"]
+        journal.entries = ([entry for entry in journal.entries if entry["kind"] != "process"]
+                           + processes[::-1])
+        return journal.rollback()
+    finally:
+        os.close(fd)
 
 
 def clean_stale() -> list[str]:
     removed: list[str] = []
     for journal, _owner in stale_journals():
-        removed += journal.rollback()
+        removed += roll_back_orphan(journal.path)
     return removed

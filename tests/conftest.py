@@ -1,15 +1,24 @@
-"""Shared fixtures: where the repository is, and how to call the redlab command."""
+"""Shared fixtures for tests/unit and tests/lab: where the repository is, how to call the
+redlab command, and the C gap probe both test files of redlab-probe use."""
 
 from __future__ import annotations
 
 import csv
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from harness import timeouts
+from harness.measure import gapprobe
 
 REPO = Path(__file__).resolve().parents[1]
 SCENARIOS = REPO / "scenarios"
@@ -81,3 +90,48 @@ def guest_json_lines(module: str, features: list[str], deadline_s: float,
     assert result.returncode == 0, result.stderr[-3000:]
     print(f"UML boot {result.boot_s:.1f} s, run {result.run_s:.1f} s")
     return [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+
+
+def wait_until(what: str, done: Callable[[], bool], timeout: float) -> float:
+    """Poll ``done`` until true; seconds it took.  Fails naming ``what`` at the deadline."""
+    started = time.monotonic()
+    while not done():
+        assert time.monotonic() - started < timeout, f"{what} after {timeout:g} s"
+        time.sleep(0.005)
+    return time.monotonic() - started
+
+
+# -- redlab-probe, the C gap probe (tests/unit and tests/lab test_gapprobe.py) ----------
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory) -> Path:
+    """redlab-probe built from source, once per test module."""
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler: apt-get install gcc libc6-dev")
+    return gapprobe.build(tmp_path_factory.mktemp("probe"))
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM (the server writes its log then), SIGKILL if it does not go."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeouts.PROCESS_EXIT)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def assert_summarize_reproduces(run: Path, scratch: Path) -> subprocess.CompletedProcess[str]:
+    """`redlab summarize` on a copy of ``run`` writes the very summary.csv the run wrote:
+    every figure comes from the run folder alone."""
+    copy = scratch / "copy"
+    shutil.copytree(run, copy)
+    (copy / "summary.csv").unlink()
+    done = redlab("summarize", str(copy))
+    assert done.returncode == 0, done.stderr
+    assert (copy / "summary.csv").read_text() == (run / "summary.csv").read_text()
+    return done

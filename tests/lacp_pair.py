@@ -9,15 +9,15 @@
     +------------------------------+        |        fast                     |
                                             +---------------------------------+
 
-Run by tests/test_lacp_parse.py as ``python -m tests.lacp_pair <datapath>`` in a guest
+Run by tests/lab/test_lacp_parse.py as ``python -m tests.lacp_pair <datapath>`` in a guest
 booted with ``start_ovs=True`` and the bonding, veth and tun modules.  It polls until
-both ends agree (harness.tech.lacp_check.wait_negotiated) or the LACP timeout passes, then
+both ends agree (harness.tech.lacp.check.wait_negotiated) or the LACP timeout passes, then
 prints one JSON object with the raw texts both ends printed, so the host checks them
 with the same parsers and keeps them for a reader.
 
 On the kernel datapath the first bridge is created only after 10 s of uptime: before
 that ovs-vswitchd 3.1 gives the new datapath no upcall handler and drops every LACPDU
-(harness/tech/lacp.py says why).
+(harness/tech/lacp/ovs.py says why).
 """
 
 from __future__ import annotations
@@ -33,7 +33,10 @@ from pyroute2 import IPRoute
 
 from harness import timeouts
 from harness.errors import LabError
-from harness.tech import lacp, lacp_check
+from harness.tech.lacp import check as lacp_check
+from harness.tech.lacp import linux as lacp_linux
+from harness.tech.lacp import ovs as lacp_ovs
+from harness.tech.ovs.ctl import vsctl
 
 BOND, LAG, BRIDGE = "bond0", "lag0", "br0"
 LINKS = {"v1": "p1", "v2": "p2"}  # bond member -> OVS LAG member, cabled by a veth pair
@@ -43,11 +46,6 @@ BOND_8023AD = 4
 
 def uptime_s() -> float:
     return float(Path("/proc/uptime").read_text().split()[0])
-
-
-def vsctl(*args: str) -> None:
-    subprocess.run(["ovs-vsctl", f"--timeout={timeouts.OVS_COMMAND:g}", *args], check=True,
-                   capture_output=True, text=True, timeout=timeouts.OVS_COMMAND + 1)
 
 
 def output(*argv: str) -> str:
@@ -98,8 +96,8 @@ def main(datapath: str) -> int:
         build(ns_path, datapath)
         built = time.monotonic()
         try:
-            lacp_check.wait_negotiated(lambda: (lacp.read_linux(BOND, helper.pid),
-                                          lacp.read_ovs(LAG)), links=LINKS)
+            lacp_check.wait_negotiated(lambda: (lacp_linux.read_linux(BOND, helper.pid),
+                                                lacp_ovs.read_ovs(LAG)), links=LINKS)
             report["negotiated_s"] = round(time.monotonic() - built, 3)
         except LabError as exc:
             report["error"] = str(exc)

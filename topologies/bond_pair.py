@@ -21,26 +21,26 @@ and a cut moves both ends), so prefer a mode that uses every member.
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from harness.tech import bond as bonds
+from harness.tech.bond.params import BondParams
 from harness.topology.model import Topology
 
 SUBNET = "198.51.100"  # TEST-NET-2: documentation addresses, never routed
 MEMBERS = ["eth0", "eth1"]
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Params(BondParams):
     # modes that work over direct cables (active-backup: see above)
-    bond_mode: Literal["802.3ad", "balance-xor", "balance-rr", "active-backup"] = "802.3ad"
-    miimon: int = Field(100, ge=1, description="MII link check period, ms")
-    lacp_rate: Literal["slow", "fast"] = "fast"  # 802.3ad only
-    xmit_hash_policy: Literal["layer2", "layer2+3", "layer3+4", "encap2+3",
-                              "encap3+4"] = "layer3+4"
+    supported_modes = ("802.3ad", "balance-xor", "balance-rr", "active-backup")
+    # no ARP monitor here: the MII monitor is the bonds' only way to see a cut
+    needs_mii_monitor = True
+
+    # kernel option names; values and limits: harness.tech.bond.options
+    bond_mode: str = "802.3ad"
+    miimon: int = Field(100, description="MII link check period, ms")
+    lacp_rate: str = "fast"  # 802.3ad only
+    xmit_hash_policy: str = "layer3+4"
     member_rate_mbit: float | None = Field(None, gt=0, description="shape each member cable")
 
 
@@ -49,13 +49,10 @@ def build(p: Params) -> Topology:
     srv, cli = t.add_host("srv"), t.add_host("cli")
     for member in MEMBERS:
         t.add_link(srv, member, cli, member, rate_mbit=p.member_rate_mbit)
-    options: dict[str, object] = {"mode": p.bond_mode, "miimon": p.miimon,
-                                  "xmit_hash_policy": p.xmit_hash_policy}
-    if p.bond_mode == "802.3ad":
-        options["lacp_rate"] = p.lacp_rate
+    options = p.bond_options()
+    if p.bond_mode != "802.3ad":
+        del options["lacp_rate"]  # the kernel takes it in 802.3ad only
     for node in (srv, cli):
-        # Every option checked here, before anything exists, with what the kernel would say.
-        bonds.bond_settings(options, MEMBERS, f"{node}:bond0")
         t.add_bond(node, "bond0", MEMBERS, **options)
     t.add_address(cli, "bond0", f"{SUBNET}.1/24")
     t.add_address(srv, "bond0", f"{SUBNET}.2/24")

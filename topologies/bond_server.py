@@ -21,76 +21,33 @@ is a parameter named as in bonding.rst (``primary=eth1``, ``lacp_rate=fast``,
 
 from __future__ import annotations
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SerializerFunctionWrapHandler,
-    ValidationInfo,
-    field_validator,
-    model_serializer,
-    model_validator,
-)
+from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
-from harness.errors import ConfigError
-from harness.tech import bond as bonds
+from harness.tech.bond.params import BondParams
 from harness.topology.model import Topology
 
 SUBNET = "198.51.100"  # TEST-NET-2: documentation addresses, never routed
 MEMBERS = ["eth0", "eth1"]
-# Parameters passed to the bond under the kernel's name; bond_mode is the bond's "mode".
-BOND_OPTIONS = tuple(bonds.OPTIONS)
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Params(BondParams):
+    """Every kernel bond option, under its kernel name; values and limits are the kernel's
+    (harness.tech.bond.options); bond_mode is the bond's "mode", any of the seven."""
 
     bond_mode: str = "active-backup"
-    miimon: int = Field(100, ge=0, description="MII link check period, ms (0: off)")
-    updelay: int = Field(0, ge=0, description="ms a member must stay up before use")
-    downdelay: int = Field(0, ge=0, description="ms a member must stay down before failover")
-    arp_interval: int | None = Field(None, ge=0, description="ARP link check period, ms")
+    miimon: int = Field(100, description="MII link check period, ms (0: off)")
+    updelay: int = Field(0, description="ms a member must stay up before use")
+    downdelay: int = Field(0, description="ms a member must stay down before failover")
+    arp_interval: int | None = Field(None, description="ARP link check period, ms")
     arp_ip_target: list[str] | None = Field(None, description="addresses the ARP monitor asks")
-    arp_validate: str | None = None      # none, active, backup, all, filter, ...
+    arp_validate: str | None = None      # which replies the ARP monitor trusts
     primary: str | None = None           # a member, preferred while it is up
-    primary_reselect: str | None = None  # always, better, failure
-    fail_over_mac: str | None = None     # none, active, follow
-    lacp_rate: str | None = None         # slow, fast (802.3ad)
-    xmit_hash_policy: str | None = None  # layer2, layer3+4, layer2+3, encap2+3, ...
-    min_links: int | None = Field(None, ge=0, description="members up before carrier")
-    ad_select: str | None = None         # stable, bandwidth, count (802.3ad)
-
-    @field_validator("bond_mode", mode="before")
-    @classmethod
-    def _known_mode(cls, value: object) -> str:
-        try:
-            return bonds.mode_name(value)  # type: ignore[arg-type]
-        except ConfigError as exc:
-            raise ValueError(f"{exc.problem}; {exc.fix}") from None
-
-    @field_validator(*(k for k, o in bonds.OPTIONS.items() if o.kind == "enum"))
-    @classmethod
-    def _kernel_name(cls, value: str | None, info: ValidationInfo) -> str | None:
-        # lacp_rate=1 is stored as the kernel names it: fast.
-        try:
-            return bonds.enum_value(info.field_name, value) if value is not None else None
-        except ConfigError as exc:
-            raise ValueError(f"{exc.problem}; {exc.fix}") from None
-
-    @field_validator("arp_ip_target", mode="before")
-    @classmethod
-    def _targets(cls, value: object) -> object:
-        # --param arp_ip_target=198.51.100.1,198.51.100.3 arrives as one string.
-        try:
-            return bonds.parse_arp_targets(value) if value is not None else None  # type: ignore[arg-type]
-        except ConfigError as exc:
-            raise ValueError(f"{exc.problem}; {exc.fix}") from None
-
-    @model_validator(mode="after")
-    def _one_link_monitor(self) -> Params:
-        if self.arp_interval and "miimon" not in self.model_fields_set:
-            self.miimon = 0
-        return self
+    primary_reselect: str | None = None  # when a primary that is back takes over again
+    fail_over_mac: str | None = None     # whose MAC address the bond shows
+    lacp_rate: str | None = None         # how often the partner sends LACPDUs (802.3ad)
+    xmit_hash_policy: str | None = None  # how flows spread over the members
+    min_links: int | None = Field(None, description="members up before carrier")
+    ad_select: str | None = None         # which aggregator is used (802.3ad)
 
     @model_serializer(mode="wrap")
     def _asked_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:
@@ -104,11 +61,7 @@ def build(p: Params) -> Topology:
     t.add_link(cli, "eth0", sw, "p0")
     t.add_link(srv, "eth0", sw, "p1")
     t.add_link(srv, "eth1", sw, "p2")
-    options = {key: getattr(p, key) for key in BOND_OPTIONS if getattr(p, key) is not None}
-    options["mode"] = p.bond_mode
-    # Every option checked here, before anything exists, with what the kernel would say.
-    bonds.bond_settings(options, MEMBERS, "srv:bond0")
-    t.add_bond(srv, "bond0", MEMBERS, **options)
+    t.add_bond(srv, "bond0", MEMBERS, **p.bond_options())
     t.add_address(cli, "eth0", f"{SUBNET}.1/24")
     t.add_address(srv, "bond0", f"{SUBNET}.2/24")
     return t

@@ -44,25 +44,28 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from harness.tech import bond as bonds
+from harness.tech.bond.params import BondParams
 from harness.topology.model import Topology
 
 SUBNET = "198.51.100"  # TEST-NET-2: documentation addresses, never routed
 MEMBERS = ["eth0", "eth1"]
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class Params(BondParams):
     # The modes that need nothing from the switches (see above).
-    bond_mode: Literal["active-backup", "balance-tlb", "balance-alb"] = "active-backup"
-    miimon: int = Field(100, ge=1, description="MII link check period, ms")
-    updelay: int = Field(0, ge=0, description="ms a member must stay up before use")
-    downdelay: int = Field(0, ge=0, description="ms a member must stay down before failover")
+    supported_modes = ("active-backup", "balance-tlb", "balance-alb")
+    # no ARP monitor here: the MII monitor is the bond's only way to see a switch die
+    needs_mii_monitor = True
+
+    # kernel option names; values and limits: harness.tech.bond.options
+    bond_mode: str = "active-backup"
+    miimon: int = Field(100, description="MII link check period, ms")
+    updelay: int = Field(0, description="ms a member must stay up before use")
+    downdelay: int = Field(0, description="ms a member must stay down before failover")
     primary: Literal["eth0", "eth1"] | None = None  # preferred while it is up
-    primary_reselect: Literal["always", "better", "failure"] | None = None  # kernel default: always
+    primary_reselect: str | None = None  # kernel default: always
 
 
 def build(p: Params) -> Topology:
@@ -74,13 +77,8 @@ def build(p: Params) -> Topology:
     t.add_link(core, "p2", sw2, "p0")
     t.add_link(srv, "eth0", sw1, "p1")
     t.add_link(srv, "eth1", sw2, "p1")
-    # Every parameter but the mode is a bond option under its kernel name; unset: the
-    # kernel's default.
-    asked = p.model_dump(exclude={"bond_mode"}, exclude_none=True)
-    options = {"mode": p.bond_mode, **asked}
-    # Every option checked here, before anything exists, with what the kernel would say.
-    bonds.bond_settings(options, MEMBERS, "srv:bond0")
-    t.add_bond(srv, "bond0", MEMBERS, **options)
+    # Every parameter is a bond option under its kernel name; unset: the kernel's default.
+    t.add_bond(srv, "bond0", MEMBERS, **p.bond_options())
     t.add_address(cli, "eth0", f"{SUBNET}.1/24")
     t.add_address(srv, "bond0", f"{SUBNET}.2/24")
     return t

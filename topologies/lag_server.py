@@ -22,30 +22,31 @@ system and key, synchronized/collecting/distributing on every member).
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import Field
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from harness.tech.bond.params import BondParams
+from harness.tech.ovs.bridge import DetectMode, LacpMode, LacpTime, LagMode
 from harness.topology.model import Topology
 
 SUBNET = "198.51.100"  # TEST-NET-2: documentation addresses, never routed
 
 
-class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class Params(BondParams):
+    # The bond modes this topology runs against the switch's LAG.
+    supported_modes = ("802.3ad", "balance-xor", "active-backup")
 
     members: int = Field(2, ge=2, le=4, description="member cables in the LAG")
     member_rate_mbit: float | None = Field(None, gt=0, description="shape each member")
-    # the server's bond (kernel option names)
-    bond_mode: Literal["802.3ad", "balance-xor", "active-backup"] = "802.3ad"
-    miimon: int = Field(100, ge=0, le=10_000)
-    lacp_rate: Literal["slow", "fast"] = "fast"
-    xmit_hash_policy: Literal["layer2", "layer2+3", "layer3+4"] = "layer3+4"
+    # the server's bond (kernel option names; values and limits: harness.tech.bond.options)
+    bond_mode: str = "802.3ad"
+    miimon: int = 100
+    lacp_rate: str = "fast"
+    xmit_hash_policy: str = "layer3+4"
     # the switch's LAG (Open vSwitch option names, prefixed switch_ where they clash)
-    switch_bond_mode: Literal["active-backup", "balance-slb", "balance-tcp"] = "balance-tcp"
-    switch_lacp: Literal["active", "passive", "off"] = "active"
-    switch_lacp_time: Literal["fast", "slow"] = "fast"
-    bond_detect_mode: Literal["carrier", "miimon"] = "carrier"
+    switch_bond_mode: LagMode = "balance-tcp"
+    switch_lacp: LacpMode = "active"
+    switch_lacp_time: LacpTime = "fast"
+    bond_detect_mode: DetectMode = "carrier"
 
 
 def build(p: Params) -> Topology:
@@ -57,10 +58,9 @@ def build(p: Params) -> Topology:
         t.add_link(srv, f"eth{i}", sw, f"p{i + 1}", rate_mbit=p.member_rate_mbit)
         members.append(f"eth{i}")
         ports.append(f"p{i + 1}")
-    bond: dict[str, object] = {"mode": p.bond_mode, "miimon": p.miimon,
-                               "xmit_hash_policy": p.xmit_hash_policy}
-    if p.bond_mode == "802.3ad":
-        bond["lacp_rate"] = p.lacp_rate
+    bond = p.bond_options()
+    if p.bond_mode != "802.3ad":
+        del bond["lacp_rate"]  # the kernel takes it in 802.3ad only
     t.add_bond(srv, "bond0", members, **bond)
     t.add_lag(sw, "lag0", ports, bond_mode=p.switch_bond_mode, lacp=p.switch_lacp,
               lacp_time=p.switch_lacp_time, bond_detect_mode=p.bond_detect_mode)

@@ -19,10 +19,16 @@ least one active end).
 
 from __future__ import annotations
 
-from typing import Literal
-
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.tech.ovs.bridge import (
+    DetectMode,
+    LacpMode,
+    LacpTime,
+    LagMode,
+    MiimonInterval,
+    Milliseconds,
+)
 from harness.topology.model import Topology
 
 SUBNET = "198.51.100"  # TEST-NET-2: documentation addresses, never routed
@@ -33,15 +39,16 @@ class Params(BaseModel):
 
     members: int = Field(2, ge=2, le=4, description="member cables in the LAG")
     member_rate_mbit: float | None = Field(None, gt=0, description="shape each member")
-    # Open vSwitch option names (ovs-vswitchd.conf.db(5)); both LAG ends alike
-    bond_mode: Literal["active-backup", "balance-slb", "balance-tcp"] = "balance-tcp"
-    lacp: Literal["active", "passive", "off"] = "active"
-    peer_lacp: Literal["active", "passive", "off"] = "active"
-    lacp_time: Literal["fast", "slow"] = "fast"
-    bond_detect_mode: Literal["carrier", "miimon"] = "carrier"
-    miimon_interval: int = Field(100, ge=1, description="ms, with bond_detect_mode miimon")
-    updelay: int = Field(0, ge=0)
-    downdelay: int = Field(0, ge=0)
+    # Open vSwitch option names (ovs-vswitchd.conf.db(5)), types and limits from
+    # harness.tech.ovs; both LAG ends alike
+    bond_mode: LagMode = "balance-tcp"
+    lacp: LacpMode = "active"
+    peer_lacp: LacpMode = "active"
+    lacp_time: LacpTime = "fast"
+    bond_detect_mode: DetectMode = "carrier"
+    miimon_interval: MiimonInterval = Field(100, description="ms, with bond_detect_mode miimon")
+    updelay: Milliseconds = 0
+    downdelay: Milliseconds = 0
     lacp_fallback_ab: bool = False
     # other_config:bond-primary, on both ends: without LACP nothing else makes the two
     # ends of an active-backup bundle pick the same member, and each drops what arrives

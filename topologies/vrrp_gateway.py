@@ -45,7 +45,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from harness.tech import vrrp
+from harness.tech.vrrp.options import vrrp_options
 from harness.topology.model import Topology
 
 LAN, UPSTREAM = "192.0.2", "198.51.100"  # TEST-NET-1 and -2: documentation ranges
@@ -108,7 +108,7 @@ def router_options(p: Params, number: int) -> dict[str, Any]:
     }
     if p.track_script:
         options["track_script"] = p.track_script
-    vrrp.vrrp_options(options)
+    vrrp_options(options)
     return options
 
 

@@ -15,11 +15,13 @@ import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from harness import timeouts
 from harness.errors import LabError
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 
 @runtime_checkable

@@ -17,12 +17,15 @@ import subprocess
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import timeouts
 from harness.errors import ConfigError, LabError
 from harness.inject.base import Reversible, bracket, lab_netns, netns_id
 from harness.journal import is_alive, process_start_time
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 ProcessRef = subprocess.Popen[bytes] | int
 Restart = Callable[[], ProcessRef]

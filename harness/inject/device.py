@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from harness import timeouts
 from harness.inject.base import Reversible, bracket, node_interfaces
 from harness.inject.daemon import Pinned, ProcessRef, check_in_node, freeze, kill
 from harness.inject.link import carrier, set_admin_state
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 
 @dataclass

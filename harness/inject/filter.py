@@ -32,13 +32,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pyroute2.netlink.exceptions import NetlinkError
 
 from harness.errors import ConfigError, LabError
 from harness.inject.base import Reversible, bracket, lab_netns, run_in_netns
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 log = logging.getLogger(__name__)
 

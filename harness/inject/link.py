@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from harness import timeouts
 from harness.errors import LabError
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 End = Literal["near", "far", "both"]
 

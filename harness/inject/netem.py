@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import errno
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyroute2.netlink import NLM_F_ACK, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REQUEST
 from pyroute2.netlink.exceptions import NetlinkError
@@ -27,7 +28,9 @@ from pyroute2.netlink.rtnl.tcmsg.common import get_rate, tick_in_usec
 from harness.errors import ConfigError, LabError
 from harness.inject.base import Reversible, bracket
 from harness.inject.link import End
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 HANDLE = 0x7E5D0000  # "7e5d:", unlikely to be picked by hand, so ours to delete
 TC_H_ROOT = 0xFFFFFFFF

@@ -51,6 +51,11 @@ FEATURES: dict[str, Feature] = {
     "veth": Feature("veth", "veth", _BASE),
 }
 
+# Every topology needs veth pairs and bridges (inside UML both are modules), so every lab
+# has them; a scenario's ``requires`` names the others it needs.
+LAB_BASE_FEATURES = ("veth", "bridge")
+SCENARIO_FEATURES = tuple(name for name in FEATURES if name not in LAB_BASE_FEATURES)
+
 _cache: dict[str, bool] = {}
 _lock = threading.Lock()
 

@@ -31,7 +31,7 @@ from typing import TextIO
 
 from harness import timeouts
 from harness.errors import ConfigError, LabError
-from harness.journal import Journal, undo
+from harness.journal import Journal, group_members, undo
 
 UML_BINARY = "linux.uml"
 UML_MODULES = Path("/usr/lib/uml/modules")
@@ -210,23 +210,10 @@ def _end_group(proc: subprocess.Popen[bytes]) -> None:
         with suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=timeouts.PROCESS_EXIT)
     deadline = time.monotonic() + timeouts.PROCESS_EXIT
-    while _group_members(proc.pid) and time.monotonic() < deadline:
+    while group_members(proc.pid) and time.monotonic() < deadline:
         with suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         time.sleep(POLL_S)
-
-
-def _group_members(pgid: int) -> list[int]:
-    """Live (non-zombie) processes in process group ``pgid``."""
-    members = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            members.append(int(stat.parent.name))
-    return members
 
 
 class _Output:

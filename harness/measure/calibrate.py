@@ -10,7 +10,7 @@ that drift over the run does not bias one length.
 from __future__ import annotations
 
 import platform
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,13 +19,13 @@ import pandas as pd
 from harness import timeouts
 from harness.inject.link import LinkCut
 from harness.journal import Journal
+from harness.lab.running import Lab
 from harness.measure import gapprobe, outages, stats
 from harness.measure.gapprobe import GapProbeRun
 from harness.measure.iperf import IperfRun, IperfSettings
 from harness.measure.probe import ProbeRun, ProbeSettings
 from harness.results.events import EventLog
-from harness.results.store import lab_kind
-from harness.topology.build import Lab
+from harness.results.store import RunStore, lab_kind
 from harness.topology.loader import build_topology
 
 LEAD_S = 1.5  # traffic settles (TCP slow start, ARP) before the first outage
@@ -109,8 +109,18 @@ def _sender_late_ms(late: dict[int, int], match: outages.Outage | None) -> float
 
 
 def run_calibration(plan: CalibrationPlan, out: Path, run_id: str) -> pd.DataFrame:
-    out.mkdir(parents=True, exist_ok=True)
+    """Inject the plan's outages, write calibration.csv and, like every run, a
+    metadata.json (versions, kernel, the plan, the run's status)."""
     topo, _ = build_topology("path", {})
+    store = RunStore(out, {"run_id": run_id, "kind": "calibration", "plan": asdict(plan),
+                           "topology_diagram": topo.diagram})
+    with store.recording():
+        frame = _calibrate(plan, out, run_id, topo)
+        store.meta["injections"] = len(frame)
+    return frame
+
+
+def _calibrate(plan: CalibrationPlan, out: Path, run_id: str, topo: Any) -> pd.DataFrame:
     with Journal(run_id) as journal, Lab(topo, run_id, journal) as lab:
         journal.record("run_folder", path=str(out))
         settings = ProbeSettings(plan.interval_ms, plan.duration_s() + 0.5)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.topology.build import Lab
+    from harness.lab.running import Lab
 
 COUNTERS = ("tx_bytes", "rx_bytes", "tx_packets", "rx_packets")
 
@@ -79,6 +79,17 @@ def write(path: Path, rows: list[MemberTraffic]) -> None:
         for r in rows:
             writer.writerow([r.group, r.member, r.tx_bytes, r.rx_bytes, r.tx_packets,
                              r.rx_packets, r.tx_share, r.rx_share])
+
+
+def read(path: Path) -> list[MemberTraffic]:
+    """What :func:`write` wrote; none where the trial had no bond or LAG (no file)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return [MemberTraffic(r["group"], r["member"], int(r["tx_bytes"]), int(r["rx_bytes"]),
+                              int(r["tx_packets"]), int(r["rx_packets"]), float(r["tx_share"]),
+                              float(r["rx_share"]))
+                for r in csv.DictReader(fh)]
 
 
 def spread(rows: list[MemberTraffic], direction: str) -> str:

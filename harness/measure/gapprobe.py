@@ -15,12 +15,15 @@ import shutil
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import timeouts
 from harness.errors import LabError, RedLabError
 from harness.measure.probe import Packet, ProbeRecord, ProbeSettings
 from harness.measure.sockets import listening
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 SOURCE = Path(__file__).resolve().parent / "native" / "redlab_probe.c"
 BINARY_NAME = "redlab-probe"
@@ -123,8 +126,23 @@ def duplicates(client_csv: Path) -> int:
         return sum(int(r["dup_count"]) for r in csv.DictReader(fh))
 
 
-__all__: Sequence[str] = ("build", "client_argv", "duplicates", "lateness_ns", "parse",
-                          "read_server", "send_errors", "server_argv")
+__all__: Sequence[str] = ("build", "client_argv", "duplicates", "lateness_ns", "load_record",
+                          "parse", "read_server", "send_errors", "server_argv")
+
+
+def load_record(client_csv: Path, server_csv: Path, interval_ns: int) -> ProbeRecord:
+    """The whole run from both ends' logs, as stored in a trial folder."""
+    packets = parse(client_csv, server_csv if server_csv.exists() else None)
+    return ProbeRecord(
+        packets=packets,
+        duplicates=duplicates(client_csv),
+        packets_sent=len(packets),
+        packets_received=sum(1 for p in packets if p.received_ns is not None),
+        server_packets_received=len(read_server(server_csv)) if server_csv.exists() else 0,
+        # no slot is ever skipped; count sends more than one interval late instead
+        timer_misses=sum(1 for late in lateness_ns(client_csv) if late > interval_ns),
+        asked_interval_ns=interval_ns,
+    )
 
 
 def binary() -> Path:
@@ -189,16 +207,5 @@ class GapProbeRun:
         if self._client.returncode != 0 or not self.client_csv.exists():
             raise LabError(f"redlab-probe client failed: {err.decode(errors='replace')}",
                            "run scripts/bootstrap setup to rebuild it")
-        packets = parse(self.client_csv, self.server_csv)
-        interval_ns = int(self.settings.interval_ms * 1e6)
-        return ProbeRecord(
-            packets=packets,
-            duplicates=duplicates(self.client_csv),
-            packets_sent=len(packets),
-            packets_received=sum(1 for p in packets if p.received_ns is not None),
-            server_packets_received=len(read_server(self.server_csv)),
-            # no slot is ever skipped; count sends more than one interval late instead
-            timer_misses=sum(1 for late in lateness_ns(self.client_csv)
-                             if late > interval_ns),
-            asked_interval_ns=interval_ns,
-        )
+        return load_record(self.client_csv, self.server_csv,
+                           int(self.settings.interval_ms * 1e6))

@@ -11,11 +11,14 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import timeouts
 from harness.errors import LabError
 from harness.measure.sockets import established, listening
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 PORT = 5201
 INTERVAL_S = 0.1  # iperf3's shortest reporting interval

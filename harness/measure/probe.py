@@ -11,12 +11,14 @@ import json
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import timeouts
 from harness.errors import LabError
 from harness.measure.sockets import listening
-from harness.topology.build import Lab
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
 
 PORT = 2112
 

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from harness.tech.vrrp import VrrpOptions, master_down_interval, skew_time
+from harness.tech.vrrp.options import VrrpOptions, master_down_interval, skew_time
 
 STATES = ("MASTER", "BACKUP", "FAULT", "STOP")
 COLUMNS = ["vrrp_master_before", "vrrp_new_master", "vrrp_takeover_ms",

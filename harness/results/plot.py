@@ -23,9 +23,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from harness.errors import LabError
-from harness.measure.probe import Packet
 from harness.results.samples import LOSS_BIN_NS, Trial, load_trial, samples_frame
-from harness.scenario.model import FAILURES as STEP_FAILURES
+from harness.results.summary import FAILURES as STEP_FAILURES
+from harness.results.summary import failover_outage
 
 FAILURES = set(STEP_FAILURES)
 REPAIRS = {"restore"}
@@ -37,30 +37,11 @@ ZOOM_MARGIN_S = 0.25
 log = logging.getLogger(__name__)
 
 
-def outage_window(packets: Sequence[Packet], after_ns: int) -> tuple[int, int] | None:
-    """The first run of lost probes sent at or after ``after_ns``, bounded by received ones.
-
-    From the send of the last packet received before the run to the send of the first packet
-    received after it; an open side ends at the run's own first or last send. A fallback for
-    the figure: harness.measure.outages does the full RFC 6413 analysis.
-    """
-    ordered = sorted(packets, key=lambda p: p.sent_ns)
-    first = next((i for i, p in enumerate(ordered)
-                  if p.received_ns is None and p.sent_ns >= after_ns), None)
-    if first is None:
-        return None
-    before = [p for p in ordered[:first] if p.received_ns is not None]
-    after = next((p for p in ordered[first:] if p.received_ns is not None), None)
-    start = before[-1].sent_ns if before else ordered[first].sent_ns
-    if after is not None:
-        return start, after.sent_ns
-    return start, ordered[-1].sent_ns
-
-
 def plot_trial(trial_dir: Path | str, gap: tuple[int, int] | None = None) -> Path:
     """Write ``trial.png`` into the trial folder; ``gap`` (wall-clock ns) is shaded.
 
-    Without ``gap``, the shading is ``outage_window`` after the first cut or kill.
+    Without ``gap``, the shading is the first failure's outage as the summary defines it
+    (harness.results.summary.failover_outage).
     """
     trial = load_trial(trial_dir)
     out = trial.path / "trial.png"
@@ -73,8 +54,10 @@ def trial_figure(trial: Trial, gap: tuple[int, int] | None = None) -> Figure:
     frame = samples_frame(trial)
     failure = next((e for e in trial.events if e["kind"] in FAILURES), None)
     derived = gap is None
-    if gap is None and failure is not None:
-        gap = outage_window(trial.packets, int(failure["t_ns"]))
+    if gap is None and failure is not None and trial.packets:
+        outage = failover_outage(trial.packets, int(failure["t_ns"]))
+        if outage is not None:  # an open edge ends at the outage's own lost sends
+            gap = (outage.begin_ns, outage.end_ns or outage.last_lost_sent_ns)
     gap_s = None if gap is None else ((gap[0] - trial.t0_ns) / 1e9, (gap[1] - trial.t0_ns) / 1e9)
 
     # no pyplot: an Agg canvas of our own renders without a display and keeps no global state
@@ -103,6 +86,18 @@ def trial_figure(trial: Trial, gap: tuple[int, int] | None = None) -> Figure:
     _legend(fig, gap_s, derived, bool(trial.packets))
     fig.suptitle(_title(trial, gap, derived, failure), fontsize=11)
     return fig
+
+
+def draw_trial(trial_dir: Path) -> None:
+    """samples.csv and the plot of a trial just measured; a drawing problem is not a
+    failed trial (everything it needs is on disk and `redlab plot` can redo it)."""
+    from harness.results.samples import write_samples
+
+    try:
+        write_samples(trial_dir)
+        plot_trial(trial_dir)
+    except Exception as exc:
+        log.warning("could not draw %s: %s", trial_dir, exc)
 
 
 def plot_run(run_dir: Path | str) -> list[Path]:

@@ -12,6 +12,8 @@ import os
 import platform
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from importlib import metadata as pkg_metadata
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SUMMARY_COLUMNS = [
     "scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms",
     "failover_gap_estimate_ms", "failover_gap_floor_ms", "failover_arrival_gap_ms",
@@ -57,6 +59,7 @@ def versions() -> dict[str, str]:
         "iperf3": _tool_version(["iperf3", "--version"]),
         "irtt": _tool_version(["irtt", "version"]),
         "keepalived": _tool_version(["keepalived", "--version"]),
+        "ovs-vswitchd": _tool_version(["ovs-vswitchd", "--version"]),
         "mininet": _package_version("mininet"),
         "pyroute2": _package_version("pyroute2"),
     }
@@ -86,13 +89,23 @@ class RunStore:
 
     def add_row(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        columns = SUMMARY_COLUMNS + [c for c in row if c not in SUMMARY_COLUMNS]
-        frame = pd.DataFrame(self.rows).reindex(columns=columns)
-        tmp = self.root / "summary.csv.tmp"
-        frame.to_csv(tmp, index=False)
-        os.replace(tmp, self.root / "summary.csv")  # never a half-written summary
+        write_summary(self.root, self.rows)
         self.meta["trials_done"] = len(self.rows)
         self._write_meta()
+
+    @contextmanager
+    def recording(self) -> Iterator[RunStore]:
+        """The run's status follows how the block ends: complete, interrupted (Ctrl-C,
+        SIGTERM) or failed with the error; what was measured before is kept either way."""
+        try:
+            yield self
+        except KeyboardInterrupt:
+            self.finish("interrupted", "interrupted by the user")
+            raise
+        except BaseException as exc:
+            self.finish("failed", str(exc))
+            raise
+        self.finish("complete")
 
     def finish(self, status: str, error: str | None = None) -> None:
         self.meta["status"] = status
@@ -105,6 +118,16 @@ class RunStore:
         tmp = self.root / "metadata.json.tmp"
         tmp.write_text(json.dumps(self.meta, indent=2, default=str))
         os.replace(tmp, self.root / "metadata.json")
+
+
+def write_summary(root: Path, rows: list[dict[str, Any]]) -> Path:
+    """summary.csv: one row per trial, SUMMARY_COLUMNS first, then the rest as they come."""
+    columns = SUMMARY_COLUMNS + [c for row in rows for c in row if c not in SUMMARY_COLUMNS]
+    frame = pd.DataFrame(rows).reindex(columns=list(dict.fromkeys(columns)))
+    tmp = root / "summary.csv.tmp"
+    frame.to_csv(tmp, index=False)
+    os.replace(tmp, root / "summary.csv")  # never a half-written summary
+    return root / "summary.csv"
 
 
 def lab_kind() -> str:

@@ -6,13 +6,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from harness.errors import ConfigError
+from harness.lab.capabilities import LAB_BASE_FEATURES, SCENARIO_FEATURES
 from harness.topology.model import Topology
 from harness.validation import config_error
-
-Feature = Literal["bonding", "openvswitch", "netem", "team", "8021q", "tbf"]
 
 
 class Strict(BaseModel):
@@ -63,7 +69,7 @@ class Step(Strict):
     interface: str | None = None
     end: Literal["near", "far", "both"] | None = None
     protocol: Literal["lacp", "vrrp"] | None = None
-    daemon: Literal["keepalived"] | None = None
+    daemon: str | None = None  # a daemon a technology runs on the node (keepalived)
     direction: Literal["in", "out", "both"] = "both"
     loss_pct: float = Field(0.0, ge=0, le=100)
     delay_ms: float = Field(0.0, ge=0)
@@ -77,7 +83,7 @@ class Step(Strict):
         if self.action in NEEDS_INTERFACE and not self.interface:
             raise ValueError(f"a {self.action} step needs an interface")
         if self.action == "daemon_crash" and not self.daemon:
-            raise ValueError("a daemon_crash step needs daemon: keepalived")
+            raise ValueError("a daemon_crash step needs a daemon, e.g. daemon: keepalived")
         if self.action == "drop_control" and not self.protocol:
             raise ValueError("a drop_control step needs protocol: lacp or vrrp")
         if self.action == "degrade" and not (self.loss_pct or self.delay_ms or self.rate):
@@ -89,11 +95,21 @@ class Scenario(Strict):
     name: str
     intent: str
     topology: str
-    requires: list[Feature] = []
+    requires: list[str] = []  # kernel features beyond those every lab has
     params: dict[str, Any] = {}
     traffic: Traffic
     # No steps: a baseline (capacity, how flows spread) with nothing failing.
     steps: list[Step] = []
+
+    @field_validator("requires")
+    @classmethod
+    def _known_features(cls, names: list[str]) -> list[str]:
+        unknown = [name for name in names if name not in SCENARIO_FEATURES]
+        if unknown:
+            raise ValueError(f"not a kernel feature a scenario can require:"
+                             f" {', '.join(unknown)}; use any of {', '.join(SCENARIO_FEATURES)}"
+                             f" (every lab has {', '.join(LAB_BASE_FEATURES)} already)")
+        return names
 
     @model_validator(mode="after")
     def _timeline(self) -> Scenario:
@@ -118,7 +134,11 @@ class Scenario(Strict):
                                f"traffic fields: {', '.join(Traffic.model_fields)}") from exc
 
     def check_against(self, topo: Topology, path: Path) -> None:
-        """Every step names a node and interface the topology has: caught before bring-up."""
+        """Every step names a node, interface and daemon the topology has: caught before
+        bring-up."""
+        from harness.tech.registry import declared_daemons
+
+        daemons = declared_daemons(topo)
         problems = []
         for number, step in enumerate(self.steps):
             if step.node is None:
@@ -127,10 +147,11 @@ class Scenario(Strict):
                 problems.append(f"steps.{number}: node {step.node!r} is not in topology"
                                 f" {topo.name} (it has {', '.join(topo.nodes)})")
                 continue
-            if step.action == "daemon_crash" and topo.vrrp_of(step.node) is None:
-                running = ", ".join(v.node for v in topo.vrrp) or "no node"
+            if step.action == "daemon_crash" and step.daemon not in daemons.get(step.node, ()):
+                running = "; ".join(f"{', '.join(names)} on {node}"
+                                    for node, names in daemons.items()) or "none"
                 problems.append(f"steps.{number}: {step.node} runs no {step.daemon}"
-                                f" (keepalived runs on: {running})")
+                                f" (daemons in this topology: {running})")
             if step.interface in ("active", "probe"):
                 if not any(b.node == step.node for b in topo.bonds):
                     problems.append(f"steps.{number}: interface {step.interface!r} needs a"

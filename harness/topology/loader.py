@@ -56,11 +56,13 @@ def build_topology(name: str, params: dict[str, Any]) -> tuple[Topology, dict[st
         known = ", ".join(module.Params.model_fields)
         raise config_error(f"parameters of topology {name}", exc,
                            f"known parameters: {known}") from exc
-    topo = module.build(model).validate()
-    # Every bond's options against each other and the kernel's rules, before anything
-    # exists (whichever topology declares the bond).
-    from harness.tech.bond import bond_settings
+    # Every bond's options were checked as the topology declared it (Topology.add_bond);
+    # each technology checks the rest of its part before anything exists.
+    from harness.tech.registry import check
 
-    for bond in topo.bonds:
-        bond_settings(bond.options, bond.members, f"{bond.node}:{bond.name}")
+    topo = module.build(model).validate()
+    problems = check(topo)
+    if problems:
+        raise ConfigError(f"topology {name} is inconsistent:\n  - " + "\n  - ".join(problems),
+                          f"correct topologies/{name}.py")
     return topo, model.model_dump(mode="json")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from harness.errors import ConfigError
+from harness.tech.bond.options import BondSettings, bond_settings
 
 NodeKind = Literal["host", "switch"]
 # A switch is a Linux bridge (a learning switch that never forwards LACPDUs) or an Open
@@ -56,21 +57,20 @@ class Link:
 
 @dataclass(frozen=True)
 class Bond:
-    """A Linux kernel bond on a host; ``options`` are pyroute2 ``bond_*`` keywords unprefixed."""
+    """A Linux kernel bond on a host, with its options checked (kernel names and values)."""
 
     node: str
     name: str
     members: tuple[str, ...]
-    options: dict[str, Any] = field(default_factory=dict)
+    settings: BondSettings
 
 
 @dataclass(frozen=True)
 class Lag:
     """An Open vSwitch bond (a LAG) on a switch's ports.
 
-    ``options``: bond_mode (active-backup, balance-slb, balance-tcp), lacp (active,
-    passive, off), lacp_time (fast, slow), bond_detect_mode (carrier, miimon),
-    miimon_interval (ms), updelay, downdelay (ms), lacp_fallback_ab (bool).
+    ``options``: those of harness.tech.ovs.bridge.LagOptions (bond_mode, lacp, lacp_time,
+    bond_detect_mode, miimon_interval, updelay, downdelay, lacp_fallback_ab, primary).
     """
 
     switch: str
@@ -91,7 +91,7 @@ class Route:
 @dataclass(frozen=True)
 class Vrrp:
     """keepalived on a router: one vrrp_instance, ``options`` as keepalived names them
-    (see harness.tech.vrrp.VrrpOptions)."""
+    (see harness.tech.vrrp.options.VrrpOptions)."""
 
     node: str
     options: dict[str, Any] = field(default_factory=dict)
@@ -112,8 +112,20 @@ class Topology:
     # Permanent neighbour (ARP) entries between hosts on one subnet. Off by default:
     # re-resolving a neighbour after carrier loss is part of what a real failover costs.
     static_neighbours: bool = False
+    # What a technology without a field of its own declares (technology name -> its
+    # declarations, in the order given): a new technology's topology helper adds here,
+    # and its plug-in reads and checks it (harness.tech.base.Technology.check).
+    declarations: dict[str, list[Any]] = field(default_factory=dict)
 
     # -- building (what topology modules call) ----------------------------------------
+    def declare(self, technology: str, item: Any) -> Any:
+        """Add ``item`` to ``technology``'s declarations; returns it."""
+        self.declarations.setdefault(technology, []).append(item)
+        return item
+
+    def declared(self, technology: str) -> list[Any]:
+        return list(self.declarations.get(technology, ()))
+
     def add_host(self, name: str) -> str:
         return self._add(Node(name, "host"))
 
@@ -146,7 +158,11 @@ class Topology:
         return lag
 
     def add_bond(self, node: str, name: str, members: list[str], **options: Any) -> Bond:
-        bond = Bond(node, name, tuple(members), dict(options))
+        """A bond with ``options`` under their kernel names (``mode`` among them), checked
+        against each other and the kernel's rules here, once, before anything exists: a
+        ConfigError names a bad one."""
+        settings = bond_settings(options, members, f"{node}:{name}")
+        bond = Bond(node, name, tuple(members), settings)
         self.bonds.append(bond)
         return bond
 

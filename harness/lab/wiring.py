@@ -1,0 +1,98 @@
+"""Mininet instantiation of a topology's nodes and cables, and the root namespace kept out.
+
+Hosts are Mininet hosts (a shell in its own network namespace); switches are Linux
+bridges or Open vSwitch bridges in the root namespace, named ``r<run id><name>`` with
+ports ``<switch>-<port>`` so that concurrent runs never share a name.  Mininet makes the
+namespaces and the veth cables; an Open vSwitch bridge here is only the node holding its
+cable ends (the bridge itself is made by harness.tech.ovs.plugin).  Every root-namespace name is
+journaled before Mininet creates it, and every shell as soon as it exists.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
+
+
+def instantiate(lab: Lab) -> Any:
+    """Build and start the Mininet network of ``lab.topo``; returns it."""
+    from mininet.log import setLogLevel
+    from mininet.net import Mininet
+    from mininet.nodelib import LinuxBridge
+
+    topo, journal = lab.topo, lab.journal
+    setLogLevel("error")
+    net = lab.net = Mininet(controller=None, build=False, autoSetMacs=False,
+                            autoStaticArp=False)
+    for name in topo.hosts():
+        host = net.addHost(name, ip=None)
+        journal.record_process(host.pid, f"mininet host shell {name}", group=True)
+    for number, name in enumerate(topo.switches(), start=1):
+        real = lab.node_name(name)
+        is_ovs = topo.nodes[name].impl == "ovs"
+        if not is_ovs:
+            journal.record("link", name=real)
+        # Mininet derives a dpid from digits in the name, which a run id may lack.
+        switch = net.addSwitch(real, cls=_ovs_ports_class() if is_ovs else LinuxBridge,
+                               dpid=f"{number:016x}")
+        journal.record_process(switch.pid, f"mininet switch shell {real}", group=True)
+    for link in topo.links:
+        names = (lab.ifname(link.a, link.a_intf), lab.ifname(link.b, link.b_intf))
+        for node, name in ((link.a, names[0]), (link.b, names[1])):
+            if topo.nodes[node].kind == "switch":
+                journal.record("link", name=name)
+        net.addLink(lab.node_name(link.a), lab.node_name(link.b),
+                    intfName1=names[0], intfName2=names[1])
+    net.build()
+    net.start()
+    return net
+
+
+def keep_root_namespace_out(lab: Lab) -> None:
+    """Make the switches layer 2 only: the host's own IP stack must not join the lab.
+
+    The switches live in the root namespace, so each Linux bridge is an interface of
+    the host, and by default (arp_ignore 0) the host answers ARP arriving on it for any
+    address it owns on any interface. A host whose own network reuses a lab prefix
+    (our CI machine has 192.0.2.2/24 on eth0) then claims that lab address: r1's
+    unicast VRRP adverts to r2's 192.0.2.2 went to the host for 5 s and both routers
+    were master. So no switch answers ARP (arp_ignore 8), and neither the switches nor
+    their ports run IPv6 (no link-local chatter into the lab).
+    """
+    topo = lab.topo
+    ends = [lab.ifname(node, intf) for node, intf in lab.ends()
+            if topo.nodes[node].kind == "switch"]
+    switches = [lab.node_name(s) for s in topo.switches()]
+    for name in switches:
+        _write_sysctl(f"net/ipv4/conf/{name}/arp_ignore", "8")
+    for name in switches + ends:
+        _write_sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
+
+
+@functools.cache
+def _ovs_ports_class() -> type:
+    from mininet.node import Switch
+
+    class OvsPorts(Switch):  # type: ignore[misc]
+        """Mininet's view of an Open vSwitch bridge: a root-namespace node holding the
+        bridge's cable ends.  The bridge itself is made by harness.tech.ovs.plugin, so Mininet
+        neither needs nor touches the OVS database (nor its own controller logic)."""
+
+        def start(self, _controllers: object) -> None:
+            for intf in self.intfList():
+                if self.name in intf.name:
+                    self.cmd("ip link set", intf, "up")
+
+    return OvsPorts
+
+
+def _write_sysctl(key: str, value: str) -> None:
+    """Set a root-namespace sysctl of one interface; skipped where the interface has none
+    (an Open vSwitch bridge whose internal port is not a netdev, a kernel without IPv6)."""
+    path = Path("/proc/sys") / key
+    if path.exists():
+        path.write_text(value)

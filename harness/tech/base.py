@@ -1,0 +1,141 @@
+"""The technology seam: what a redundancy mechanism implements so that the lab, the trial
+runner and the results never name it.
+
+A running lab (:class:`harness.lab.running.Lab`) holds one instance of every technology
+its topology uses, in the order of :data:`harness.tech.registry.TECHNOLOGIES`, and loops
+over them, as Mininet's nodes have a symmetric ``config()``/``terminate()``:
+
+1. ``build()`` once the cables exist, before any address: create and configure (bonds
+   enslaved, OVS bridges and LAGs made);
+2. the lab addresses the hosts and sets their routes;
+3. ``start()``: bring up and wait until ready (a bond settled, LACP negotiated, VRRP
+   elected), or raise a LabError that shows the state;
+4. during a trial: ``watchers()`` follow state changes as events on the trial's clock,
+   ``before_traffic()``/``after_traffic()`` bracket the measured part;
+5. ``stop()`` in reverse order, on every path (the journal removes what is left).
+
+Between them: ``state()`` is the read-back for ``lab.json``; ``daemons(node)`` the
+processes that speak for a node (killed when the device dies, started again when it
+reboots through ``rebooted(node)``, crashed by a ``daemon_crash`` step);
+``interface_alias`` resolves a scenario's symbolic interface ("active"); and
+``columns(trial)`` the summary columns it adds, computed from the trial folder alone (see
+harness.results.summary), so ``redlab summarize`` recomputes them.
+
+A new technology is a module under harness/tech/ with a subclass of
+:class:`Technology`, one line in the registry, a topology, scenarios and tests.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from harness.inject.daemon import ProcessRef
+    from harness.lab.running import Lab
+    from harness.results.events import EventLog
+    from harness.results.summary import TrialRecord
+    from harness.topology.model import Topology
+
+
+@dataclass
+class Daemon:
+    """A process that speaks for a node: the one we started (a Popen when we are its
+    parent), every pid of its tree now, and how to start it again."""
+
+    name: str                                # as a scenario's daemon_crash step names it
+    node: str
+    process: Callable[[], ProcessRef | None]  # None when it is not running
+    pids: Callable[[], list[int]]            # parent first
+    start: Callable[[], ProcessRef]
+
+
+class Watcher(threading.Thread):
+    """Polls a piece of state during the traffic and records its changes as events."""
+
+    def __init__(self, name: str, period_s: float) -> None:
+        super().__init__(daemon=True, name=name)
+        self.period_s = period_s
+        self._halt = threading.Event()
+
+    def poll(self) -> None:
+        raise NotImplementedError
+
+    def run(self) -> None:
+        while not self._halt.wait(self.period_s):
+            self.poll()
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(timeout=2)
+
+
+class Technology:
+    """One redundancy mechanism in a running lab. Every hook has a do-nothing default."""
+
+    name: ClassVar[str]
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+
+    @classmethod
+    def used_by(cls, topo: Topology) -> bool:
+        """Whether ``topo`` has anything of this technology."""
+        raise NotImplementedError
+
+    @classmethod
+    def check(cls, topo: Topology) -> list[str]:
+        """Problems in this technology's part of ``topo``, found before anything exists
+        (the topology loader raises them with the others)."""
+        return []
+
+    @classmethod
+    def declared_daemons(cls, topo: Topology) -> dict[str, tuple[str, ...]]:
+        """node -> the daemons this technology will run there, by the name a scenario's
+        ``daemon_crash`` step gives them."""
+        return {}
+
+    # -- life cycle ----------------------------------------------------------------------
+    def build(self) -> None:
+        """Create and configure, before the hosts are addressed."""
+
+    def start(self) -> None:
+        """Bring up and wait until ready; raise LabError with the state otherwise."""
+
+    def stop(self) -> None:
+        """Stop what :meth:`start` started (the journal removes what is left)."""
+
+    # -- what the lab and the runner ask -----------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """Read-back state for lab.json: top-level keys this technology owns, JSON values."""
+        return {}
+
+    def daemons(self, node: str) -> list[Daemon]:
+        return []
+
+    def rebooted(self, node: str) -> None:
+        """``node`` is back after a device failure: what ran on it starts afresh."""
+
+    def interface_alias(self, node: str, alias: str) -> str | None:
+        """The interface a scenario's symbolic name means on ``node`` now, if this
+        technology knows the name."""
+        return None
+
+    def watchers(self, events: EventLog) -> list[Watcher]:
+        return []
+
+    def before_traffic(self, events: EventLog) -> None:
+        """Just before the measured traffic starts."""
+
+    def after_traffic(self, events: EventLog, trial_dir: Path) -> dict[str, Any]:
+        """Once the traffic has ended and the failures are undone; returns facts for
+        trial.json (under :attr:`name`) that only the live lab knows."""
+        return {}
+
+    @staticmethod
+    def columns(trial: TrialRecord) -> Mapping[str, Any]:
+        """Summary columns, from the trial folder alone (empty when it does not apply)."""
+        return {}

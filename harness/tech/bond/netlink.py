@@ -1,0 +1,247 @@
+"""Kernel bonds created, started and read back through netlink (pyroute2) inside a namespace.
+
+:func:`create_bond` sets a bond's checked options (:class:`BondSettings`, from
+:mod:`harness.tech.bond.options`) one netlink request at a time, so that a refusal names
+its option, and :func:`wait_ready` reads every one back.
+
+Order matters to the kernel (6.1, seen inside User-mode Linux): mode and fail_over_mac
+change only while the bond has no members (ENOTEMPTY), lacp_rate and ad_select only while
+it is down (EBUSY); updelay and downdelay are kept in miimon periods, so they are set after
+miimon, refused while miimon is 0 (EPERM, even a 0), and rounded down to a multiple of it;
+the primary is reported only once it is a member, so it is set after enslaving. So: create
+the bond with its mode, set each option while it is down and empty, enslave, set the
+primary, bring it up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkError
+
+from harness import timeouts
+from harness.errors import ConfigError, LabError
+from harness.tech.bond.options import (
+    ACTIVE_MODES,
+    BOND_MODES,
+    OPTIONS,
+    BondSettings,
+    mode_number,
+)
+from harness.topology.model import Bond
+
+FIXES = {  # why the kernel answers a bond option with this errno
+    errno.EACCES: "the kernel does not take this option in this mode",
+    errno.EPERM: "the option needs another one first (updelay/downdelay need miimon > 0)",
+    errno.EBUSY: "the option can only change while the bond is down",
+    errno.ENOTEMPTY: "the option can only change while the bond has no members",
+    errno.EINVAL: "the value is out of the kernel's range or conflicts with another option",
+    errno.ENODEV: "the interface it names does not exist in the bond's namespace",
+}
+
+
+@dataclass(frozen=True)
+class BondState:
+    """What the kernel says about a bond, read back after every change."""
+
+    name: str
+    mode: str
+    miimon: int
+    updelay: int
+    downdelay: int
+    active_member: str | None
+    members: dict[str, bool]  # member -> carrier
+    options: dict[str, Any] = field(default_factory=dict)  # every OPTIONS key, kernel names
+    # member -> state (active/backup), mii_status (up/down), link_failure_count, perm_hwaddr
+    member_info: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "mode": self.mode, "miimon": self.miimon,
+                "updelay": self.updelay, "downdelay": self.downdelay,
+                "active_member": self.active_member, "members": self.members,
+                "options": self.options, "member_info": self.member_info}
+
+
+def ifindex(ipr: IPRoute, ifname: str) -> int:
+    found = ipr.link_lookup(ifname=ifname)
+    if not found:
+        raise LabError(f"interface {ifname!r} does not exist in the namespace",
+                       "check the topology's link and bond member names")
+    return found[0]
+
+
+def create_bond(ipr: IPRoute, bond: Bond) -> None:
+    """Create ``bond`` through ``ipr`` (a socket in the node's namespace) and enslave its
+    members, leaving the bond and its members down; :func:`start_bond` brings them up.
+
+    A lab builds every bond before it starts any: enslaving takes a member down, and
+    when the other end of its cable is a running bond's member (two servers bonded to
+    each other), that bond's MII monitor may catch the carrier loss and count a link
+    failure that no scenario caused."""
+    build_bond(ipr, bond.name, bond.members, bond.settings)
+
+
+def start_bond(ipr: IPRoute, bond: Bond) -> None:
+    """Bring ``bond``'s members and the bond up; :func:`wait_ready` then waits for it to
+    settle and reads every option back."""
+    for member in bond.members:
+        ipr.link("set", index=ifindex(ipr, member), state="up")
+    ipr.link("set", index=ifindex(ipr, bond.name), state="up")
+
+
+def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
+               settings: BondSettings) -> None:
+    """Apply ``settings`` as they are, members enslaved, all down: on a refusal the bond
+    is deleted (its members released) and the error names the option."""
+    _request(f"to create bond {name} in mode {settings.mode}", "mode", lambda: ipr.link(
+        "add", ifname=name, kind="bond", bond_mode=mode_number(settings.mode)))
+    master = ifindex(ipr, name)
+    try:
+        # Still down and empty: every option may change now, except the primary, which
+        # the kernel reports only once it is a member.
+        for key, value in settings.netlink.items():
+            if key != "primary":
+                _set(ipr, master, name, key, settings.wanted[key], value, settings.mode)
+        for member in members:
+            idx = ifindex(ipr, member)
+            # The kernel refuses to enslave an interface that is up.
+            ipr.link("set", index=idx, state="down")
+            ipr.link("set", index=idx, master=master)
+        if "primary" in settings.netlink:
+            _set(ipr, master, name, "primary", settings.wanted["primary"],
+                 ifindex(ipr, settings.wanted["primary"]), settings.mode)
+    except BaseException:
+        with contextlib.suppress(NetlinkError):  # deleting the bond releases its members
+            ipr.link("del", index=master)
+        raise
+
+
+def _set(ipr: IPRoute, master: int, bond: str, key: str, asked: Any, value: Any,
+         mode: str) -> None:
+    keyword = OPTIONS[key].keyword
+    _request(f"bond {bond} option {key}={asked} (mode {mode})", key,
+             lambda: ipr.link("set", index=master, kind="bond", **{keyword: value}))
+
+
+def _request(what: str, key: str, call: Callable[[], object]) -> None:
+    try:
+        call()
+    except NetlinkError as exc:
+        why = FIXES.get(exc.code, "")
+        raise ConfigError(f"the kernel refused {what}: {exc}", (why + "; " if why else "")
+                          + f"see {key} in Documentation/networking/bonding.rst") from exc
+
+
+def check_read_back(settings: BondSettings, state: BondState) -> None:
+    """Every option asked for, as the kernel reports it, or LabError naming each miss."""
+    wrong = {k: (v, state.options.get(k)) for k, v in settings.wanted.items()
+             if state.options.get(k) != v}
+    if state.mode != settings.mode:
+        wrong["mode"] = (settings.mode, state.mode)
+    if wrong:
+        detail = ", ".join(f"{k}: asked {a}, kernel has {b}" for k, (a, b) in wrong.items())
+        raise LabError(f"bond {state.name} does not hold the requested options ({detail})",
+                       "the kernel adjusted an option: read bonding.rst for its constraints")
+
+
+def read_bond(ipr: IPRoute, name: str) -> BondState:
+    master = ifindex(ipr, name)
+    links = {link["index"]: link for link in ipr.get_links()}
+    data = links[master].get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+    if data is None:
+        raise LabError(f"{name} is not a bond (no bonding data from the kernel)",
+                       "the kernel lacks bonding: run with --lab uml")
+    slaves = [m for m in links.values() if m.get("IFLA_MASTER") == master]
+    names = {idx: link.get("IFLA_IFNAME") for idx, link in links.items()}
+    options = read_options(data, names)
+    active_idx = data.get("IFLA_BOND_ACTIVE_SLAVE")
+    return BondState(
+        name=name,
+        mode=BOND_MODES[data.get("IFLA_BOND_MODE")],
+        miimon=options["miimon"],
+        updelay=options["updelay"],
+        downdelay=options["downdelay"],
+        active_member=names.get(active_idx) if active_idx else None,
+        members={m.get("IFLA_IFNAME"): m.get("IFLA_CARRIER") == 1 for m in slaves},
+        options=options,
+        member_info={m.get("IFLA_IFNAME"): _member_info(m) for m in slaves},
+    )
+
+
+def read_options(data: Any, names: Mapping[int, str]) -> dict[str, Any]:
+    """Every option of OPTIONS from a bond's IFLA_INFO_DATA, named as the kernel names it."""
+    options: dict[str, Any] = {}
+    for key, opt in OPTIONS.items():
+        raw = data.get(opt.attr)
+        if opt.kind == "enum":
+            value: Any = opt.values[raw] if raw is not None and raw < len(opt.values) else raw
+        elif opt.kind == "targets":  # absent when there are none
+            value = [_target(cell) for cell in raw or ()]
+        elif opt.kind == "member":  # absent until the primary is a member
+            value = names.get(raw) if raw else None
+        else:
+            value = raw
+        options[key] = value
+    return options
+
+
+def _target(cell: Any) -> str:
+    return str(cell.get_value() if hasattr(cell, "get_value") else cell)
+
+
+SLAVE_STATES = ("active", "backup")
+MII_STATUS = ("up", "fail", "down", "back")  # BOND_LINK_UP, _FAIL, _DOWN, _BACK
+
+
+def _member_info(link: Any) -> dict[str, Any]:
+    data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_SLAVE_DATA")
+    if data is None:
+        return {}
+    state, mii = data.get("IFLA_BOND_SLAVE_STATE"), data.get("IFLA_BOND_SLAVE_MII_STATUS")
+    return {
+        "state": SLAVE_STATES[state] if state is not None and state < 2 else state,
+        "mii_status": MII_STATUS[mii] if mii is not None and mii < 4 else mii,
+        "link_failure_count": data.get("IFLA_BOND_SLAVE_LINK_FAILURE_COUNT"),
+        "perm_hwaddr": data.get("IFLA_BOND_SLAVE_PERM_HWADDR"),
+    }
+
+
+def active_member(ipr: IPRoute, name: str) -> str | None:
+    """Only the active member: one link query, cheap enough to poll every few ms."""
+    link = ipr.get_links(ifindex(ipr, name))[0]
+    data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
+    active_idx = data.get("IFLA_BOND_ACTIVE_SLAVE") if data is not None else None
+    return ipr.get_links(active_idx)[0].get("IFLA_IFNAME") if active_idx else None
+
+
+def wait_ready(ipr: IPRoute, name: str, settings: BondSettings) -> BondState:
+    """Every member has carrier, the MII monitor has settled and, where the mode has one,
+    an active member is chosen; the state then, checked against ``settings``.
+
+    Settled means no member is still in a delay (``back`` during updelay, ``fail`` during
+    downdelay): until then the kernel may still change its active member (a primary in
+    updelay takes over when the delay ends), so a state read earlier is not the one the
+    trial runs with. The ARP monitor validates backups only as replies come, so there
+    only the active member counts. An updelay asked for lengthens the wait.
+    """
+
+    def ready() -> BondState | None:
+        state = read_bond(ipr, name)
+        if not (state.members and all(state.members.values())):
+            return None
+        if state.mode in ACTIVE_MODES and not state.active_member:
+            return None
+        if state.miimon and any(info.get("mii_status") != "up"
+                                for info in state.member_info.values()):
+            return None
+        return state
+
+    budget = timeouts.BOND_MEMBERS_UP + settings.wanted.get("updelay", 0) / 1000
+    state = timeouts.wait_for(f"bond {name} members up and settled", ready, budget)
+    check_read_back(settings, state)
+    return state

@@ -1,0 +1,168 @@
+"""Kernel bonds as a lab technology: every bond of the topology built, started and read
+back; during a trial, a watcher per bonded node records each change of the active member
+and, in 802.3ad, of the members distributing; and the summary columns that say what the
+bond did (active member before and after, when it switched, when LACP let a member go).
+
+Every bond is built before any starts (see netlink.create_bond: enslaving takes a member
+down, which a running bond at the far end of the cable would count as a link failure).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from harness.tech.base import Technology, Watcher
+from harness.tech.bond import netlink, status
+from harness.tech.bond.netlink import BondState
+from harness.tech.lacp.linux import Membership, linux_lacp
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
+    from harness.results.events import EventLog
+    from harness.results.summary import TrialRecord
+    from harness.topology.model import Topology
+
+BOND_POLL_S = 0.005  # bond watcher poll period: the resolution of failover_detected_ms
+
+
+class Bonds(Technology):
+    """Every Linux kernel bond of the topology."""
+
+    name = "bond"
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab)
+        self.states: dict[str, BondState] = {}  # "node:bond" -> state once ready
+        self._watchers: list[BondWatcher] = []
+
+    @classmethod
+    def used_by(cls, topo: Topology) -> bool:
+        return bool(topo.bonds)
+
+    def build(self) -> None:
+        for bond in self.lab.topo.bonds:
+            netlink.create_bond(self.lab.ipr(bond.node), bond)
+        for bond in self.lab.topo.bonds:
+            netlink.start_bond(self.lab.ipr(bond.node), bond)
+
+    def start(self) -> None:
+        for bond in self.lab.topo.bonds:
+            self.states[f"{bond.node}:{bond.name}"] = netlink.wait_ready(
+                self.lab.ipr(bond.node), bond.name, bond.settings)
+
+    def state(self) -> dict[str, Any]:
+        """Each bond as the kernel reports it once ready, beside what was asked."""
+        asked = {f"{b.node}:{b.name}": b.settings.wanted for b in self.lab.topo.bonds}
+        return {"bonds": {key: {**state.as_dict(), "requested": asked[key]}
+                          for key, state in self.states.items()}}
+
+    def read(self, node: str, name: str | None = None) -> BondState:
+        return netlink.read_bond(self.lab.ipr(node), self.lab.topo.bond(node, name).name)
+
+    def interface_alias(self, node: str, alias: str) -> str | None:
+        """``active``: the member ``node``'s bond sends on now."""
+        if alias != "active" or not any(b.node == node for b in self.lab.topo.bonds):
+            return None
+        bond = self.lab.topo.bond(node)
+        return netlink.active_member(self.lab.ipr(node), bond.name) or ""
+
+    def watchers(self, events: EventLog) -> list[Watcher]:
+        nodes = sorted({b.node for b in self.lab.topo.bonds})
+        self._watchers = [BondWatcher(self.lab, node, events) for node in nodes]
+        return list(self._watchers)
+
+    def after_traffic(self, events: EventLog, trial_dir: Path) -> dict[str, Any]:
+        """The kernel's word at the end (bonds.json), not the watcher's."""
+        final = {w.node: self.read(w.node) for w in self._watchers}
+        (trial_dir / "bonds.json").write_text(json.dumps(
+            {n: state.as_dict() for n, state in final.items()}, indent=2))
+        return {"active_before": {w.node: w.first.active for w in self._watchers},
+                "active_after": {n: s.active_member for n, s in final.items()}}
+
+    @staticmethod
+    def columns(trial: TrialRecord) -> Mapping[str, Any]:
+        from harness.results.summary import call_start_ns
+
+        facts = trial.facts.get("bond")
+        if not facts:
+            return {}
+        cut = trial.failure
+        cut_ns = cut["t_ns"] if cut else trial.end_ns
+        since = call_start_ns(trial) if cut else trial.end_ns
+        left = next((e for e in trial.events if e["kind"] == "lacp_members_changed"
+                     and cut and e["t_ns"] >= since and _shrank(e["detail"])), None)
+        changed = trial.first("bond_active_changed")
+        switched = bool(cut and changed and changed["t_ns"] >= since)
+        # A probe that sent nothing between the cut and the switch-over could not see the
+        # outage (its sender stalled: it shares the CPU with everything inside UML).
+        sends = (sum(1 for p in trial.probe.packets
+                     if cut_ns <= p.sent_ns <= changed["t_ns"])  # type: ignore[index]
+                 if switched else math.nan)
+        return {
+            "active_before": ";".join(f"{k}:{v}" for k, v in facts["active_before"].items()),
+            "active_after": ";".join(f"{k}:{v}" for k, v in facts["active_after"].items()),
+            "failover_detected_ms": (round((changed["t_ns"] - cut_ns) / 1e6, 3)  # type: ignore[index]
+                                     if switched else math.nan),
+            # 802.3ad: failure -> the bond stopped distributing on a member (LACP timeout)
+            "lacp_member_left_ms": (round((left["t_ns"] - cut_ns) / 1e6, 3) if left
+                                    else math.nan),
+            "probe_sends_in_failover": sends,
+        }
+
+
+class BondView:
+    """What a watcher follows: the active member (modes that have one) and the members
+    distributing (802.3ad; None in other modes)."""
+
+    def __init__(self, active: str | None, distributing: frozenset[str] | None) -> None:
+        self.active, self.distributing = active, distributing
+
+
+class BondWatcher(Watcher):
+    """Records, as it happens, every change of a bond's active member and, in 802.3ad,
+    of the set of members distributing traffic (a member leaving or joining the LAG)."""
+
+    def __init__(self, lab: Lab, node: str, events: EventLog) -> None:
+        super().__init__(f"bond-watch-{node}", BOND_POLL_S)
+        self.lab, self.node, self.events = lab, node, events
+        self.bond = lab.topo.bond(node).name
+        # 802.3ad: a member back from a link failure counts only once LACP has
+        # negotiated it again (see Membership)
+        self._membership = Membership()
+        self.first = self.view = self._read()
+
+    def _read(self) -> BondView:
+        """Cheap enough to call every few ms (see status.status_text)."""
+        text = status.status_text(self.lab.pid(self.node), self.bond)
+        members = None
+        if "Bonding Mode: IEEE 802.3ad" in text:
+            members = self._membership.update(linux_lacp(text, self.bond))
+        return BondView(status.active_member_in(text), members)
+
+    def poll(self) -> None:
+        view = self._read()
+        if view.active != self.view.active:
+            self.events.add("bond_active_changed", self.node,
+                            f"{self.view.active} -> {view.active}")
+        if view.distributing != self.view.distributing:
+            self.events.add("lacp_members_changed", self.node,
+                            f"{_names(self.view.distributing)} -> {_names(view.distributing)}")
+        self.view = view
+
+
+def _names(members: frozenset[str] | None) -> str:
+    return ",".join(sorted(members)) if members else "none"
+
+
+def _shrank(detail: str) -> bool:
+    """Whether a ``lacp_members_changed`` detail ("eth0,eth1 -> eth1") lost a member."""
+    before, _, after = detail.partition(" -> ")
+
+    def count(names: str) -> int:
+        return 0 if names == "none" else len(names.split(","))
+
+    return count(after) < count(before)

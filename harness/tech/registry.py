@@ -1,0 +1,36 @@
+"""The technologies a lab can hold, in the order a lab builds and starts them (and stops
+them in reverse): Open vSwitch bridges and kernel bonds first, LACP once both ends of
+its bundles exist, VRRP last (its routers' interfaces must be up and addressed).
+
+A new technology is one import and one entry here, beside its own package.
+"""
+
+from __future__ import annotations
+
+from harness.tech.base import Technology
+from harness.tech.bond.plugin import Bonds
+from harness.tech.lacp.plugin import LacpNegotiation
+from harness.tech.ovs.plugin import OvsSwitches
+from harness.tech.vrrp.plugin import VrrpRouters
+from harness.topology.model import Topology
+
+TECHNOLOGIES: tuple[type[Technology], ...] = (OvsSwitches, Bonds, LacpNegotiation, VrrpRouters)
+
+
+def technologies_for(topo: Topology) -> list[type[Technology]]:
+    """The technologies ``topo`` uses, in start order."""
+    return [tech for tech in TECHNOLOGIES if tech.used_by(topo)]
+
+
+def check(topo: Topology) -> list[str]:
+    """What each technology finds wrong in its part of ``topo`` (before anything exists)."""
+    return [problem for tech in technologies_for(topo) for problem in tech.check(topo)]
+
+
+def declared_daemons(topo: Topology) -> dict[str, list[str]]:
+    """node -> the daemons the technologies of ``topo`` will run on it, by name."""
+    found: dict[str, list[str]] = {}
+    for tech in technologies_for(topo):
+        for node, names in tech.declared_daemons(topo).items():
+            found.setdefault(node, []).extend(names)
+    return found

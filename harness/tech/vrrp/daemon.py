@@ -1,0 +1,166 @@
+"""One router's keepalived, run in the foreground for the length of a lab.
+
+Each router runs its own keepalived in the foreground (:class:`Keepalived`), started in
+its namespace by the caller (``Lab.popen``), VRRP subsystem only, with its own
+configuration, pid files, console log and notify FIFO in one folder
+(:class:`~harness.tech.vrrp.config.RunFiles`); keepalived 2.2 has no configuration keyword
+for pid files, so they are given on the command line, and two or three daemons share one
+machine without meeting.  Its state changes come from the notify FIFO
+(:mod:`harness.tech.vrrp.notify`), stamped on the clock of the traffic samples.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from harness import timeouts
+from harness.errors import LabError
+from harness.journal import Journal, is_alive, process_start_time
+from harness.tech.vrrp.config import RunFiles, check_config, command, render_config
+from harness.tech.vrrp.notify import NotifyFifo, StateChange
+from harness.tech.vrrp.options import VrrpOptions
+
+log = logging.getLogger(__name__)
+
+# spawn(argv, stdout=..., stderr=...) starts argv in the router's namespace and journals it,
+# e.g. functools.partial(lab.popen, "r1").
+Spawn = Callable[..., "subprocess.Popen[bytes]"]
+
+
+class Keepalived:
+    """One router's keepalived: ``with Keepalived(...) as k: k.wait_for_state("MASTER")``."""
+
+    def __init__(self, router: str, options: VrrpOptions, folder: Path, spawn: Spawn,
+                 netns: str | None = None, journal: Journal | None = None,
+                 on_change: Callable[[StateChange], None] | None = None) -> None:
+        self.router, self.options, self.spawn = router, options, spawn
+        self.netns, self.journal, self.on_change = netns, journal, on_change
+        self.files = RunFiles.in_folder(folder.resolve())
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._changes: list[StateChange] = []
+        self._lock = threading.Lock()
+        self._fifo = NotifyFifo(self.files.fifo, router, self.files.notify_log, self._record)
+
+    def _record(self, change: StateChange) -> None:
+        with self._lock:
+            self._changes.append(change)
+        if self.on_change is not None:
+            self.on_change(change)
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self) -> subprocess.Popen[bytes]:
+        """Check the configuration, start the daemon, return once its VRRP process runs.
+        Also the restart after a crash (``DaemonCrash(..., restart=k.start)``): the notify
+        reader and the lists of changes carry on."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise LabError(f"keepalived in {self.router} is already running",
+                           "stop it (or crash it) before starting it again")
+        self.files.folder.mkdir(parents=True, exist_ok=True)
+        self.files.conf.write_text(render_config(self.router, self.options, self.files.fifo))
+        check_config(self.files.conf, self.netns)
+        for stale in (self.files.pid, self.files.vrrp_pid):
+            stale.unlink(missing_ok=True)  # keepalived refuses to start over a live pid file
+        self._fifo.start()
+        with open(self.files.log, "ab") as log_file:  # the daemon keeps its own copy
+            self.proc = self.spawn(command(self.files), stdout=log_file,
+                                   stderr=subprocess.STDOUT)
+        child = timeouts.wait_for(f"keepalived's VRRP process in {self.router}",
+                                  self._vrrp_child, timeouts.KEEPALIVED_START)
+        if self.journal is not None:  # gone with its parent normally; the journal makes sure
+            self.journal.record_process(child, f"keepalived VRRP child in {self.router}")
+        return self.proc
+
+    def _vrrp_child(self) -> int | None:
+        if self.proc is not None and self.proc.poll() is not None:
+            raise LabError(f"keepalived in {self.router} exited with {self.proc.returncode}"
+                           " at start", f"read {self.files.log}")
+        return self.vrrp_pid()
+
+    def vrrp_pid(self) -> int | None:
+        """The VRRP child's pid, while it runs."""
+        try:
+            pid = int(self.files.vrrp_pid.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if is_alive(pid, process_start_time(pid)) else None
+
+    def pids(self) -> list[int]:
+        """Parent first, then the VRRP child: the order to freeze them in."""
+        found = [self.proc.pid] if self.proc is not None and self.proc.poll() is None else []
+        child = self.vrrp_pid()
+        return found + ([child] if child else [])
+
+    def terminate(self) -> None:
+        """SIGTERM, without waiting (``stop`` waits and cleans up)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def stop(self, timeout: float = timeouts.PROCESS_EXIT) -> int | None:
+        """SIGTERM (keepalived drops its addresses and sends priority 0), then SIGKILL to
+        both processes after ``timeout``.  Returns the parent's exit status."""
+        status = None
+        try:
+            if self.proc is not None:
+                child = self.vrrp_pid()
+                self.terminate()
+                try:
+                    status = self.proc.wait(timeout=timeout)
+                except subprocess.TimeoutExpired:
+                    log.warning("keepalived in %s ignored SIGTERM for %g s: killing it",
+                                self.router, timeout)
+                    self.proc.kill()
+                    status = self.proc.wait(timeout=timeout)
+                if child and is_alive(child, process_start_time(child)):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(child, signal.SIGKILL)
+        finally:
+            self._fifo.stop()
+        return status
+
+    def __enter__(self) -> Keepalived:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def changes(self) -> list[StateChange]:
+        with self._lock:
+            return list(self._changes)
+
+    @property
+    def state(self) -> str | None:
+        """The last MASTER/BACKUP/FAULT/STOP notified, None before the first."""
+        states = [c.state for c in self.changes if c.state in ("MASTER", "BACKUP", "FAULT",
+                                                                "STOP")]
+        return states[-1] if states else None
+
+    def wait_for_state(self, state: str, timeout: float, after_ns: int = 0) -> StateChange:
+        """The first change to ``state`` read at or after ``after_ns``."""
+        def found() -> StateChange | None:
+            return next((c for c in self.changes if c.state == state and c.t_ns >= after_ns),
+                        None)
+        return timeouts.wait_for(f"{self.router} to become {state}", found, timeout)
+
+
+def virtual_addresses_held(ipr: Any, options: VrrpOptions) -> set[str]:
+    """Which of the virtual addresses ``ipr``'s namespace holds now (any interface: with
+    use_vmac they sit on the vrrp.<VRID> macvlan)."""
+    wanted = {str(a.ip) for a in options.virtual_ipaddress}
+    held = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr()}
+    return wanted & held
+

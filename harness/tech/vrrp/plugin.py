@@ -1,0 +1,179 @@
+"""VRRP as a lab technology: the keepalived of every router that the topology gives VRRP,
+one daemon per router, started, checked and stopped with the lab; its state changes as
+events on the trial's clock, and its summary columns (takeover beside the master down
+interval, harness.measure.vrrp_timing).
+
+Bring-up ends only once VRRP has elected: exactly one router MASTER and every other
+BACKUP, as each daemon's own notifications say (checked, not assumed, like LACP).  A
+router that dies (``device_down``) loses its daemon without a goodbye and, on a real box,
+everything in RAM: when it comes back the harness removes the virtual addresses the
+killed daemon left on its interfaces and starts keepalived afresh, as a reboot would.
+A crashed daemon (``daemon_crash``) is restarted as it is: the box stayed up, and so did
+whatever addresses the daemon held.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from harness import timeouts
+from harness.errors import LabError
+from harness.measure import vrrp_timing
+from harness.tech.base import Daemon, Technology
+from harness.tech.vrrp.daemon import Keepalived
+from harness.tech.vrrp.notify import StateChange
+from harness.tech.vrrp.options import master_down_interval, router_sysctls, vrrp_options
+
+if TYPE_CHECKING:
+    from harness.lab.running import Lab
+    from harness.results.summary import TrialRecord
+    from harness.topology.model import Topology
+
+log = logging.getLogger(__name__)
+
+
+class VrrpRouters(Technology):
+    """The keepalived of every router that the topology gives VRRP."""
+
+    name = "vrrp"
+
+    def __init__(self, lab: Lab) -> None:
+        super().__init__(lab)
+        self.daemons_by_node: dict[str, Keepalived] = {}
+        self._last_notice: dict[str, str] = {}
+
+    @classmethod
+    def used_by(cls, topo: Topology) -> bool:
+        return bool(topo.vrrp)
+
+    @classmethod
+    def declared_daemons(cls, topo: Topology) -> dict[str, tuple[str, ...]]:
+        return {v.node: ("keepalived",) for v in topo.vrrp}
+
+    def _changed(self, change: StateChange) -> None:
+        # keepalived repeats some notices (MASTER_RX_LOWER_PRI at every advert heard in
+        # split brain): events keep the first of a run, notify.log keeps every one.
+        detail = f"{change.state} {change.priority or ''}".strip()
+        if self._last_notice.get(change.router) != detail and self.lab.events is not None:
+            self._last_notice[change.router] = detail
+            self.lab.events.add("vrrp_state", change.router, detail, t_ns=change.t_ns)
+
+    def start(self) -> None:
+        """Start every router's keepalived, its files under ``<trial>/keepalived/<router>``,
+        and return once VRRP has elected a master."""
+        if self.lab.workdir is None:
+            raise LabError("a topology with VRRP needs a folder for keepalived's files",
+                           "pass workdir= to Lab (the runner gives the trial folder)")
+        folder = self.lab.workdir / "keepalived"
+        for decl in self.lab.topo.vrrp:
+            options = vrrp_options(decl.options)
+            for key, value in router_sysctls(options).items():
+                self.lab.sysctl(decl.node, key, value)
+            daemon = Keepalived(
+                decl.node, options, folder / decl.node,
+                functools.partial(self.lab.popen, decl.node), netns=self.lab.netns(decl.node),
+                journal=self.lab.journal, on_change=self._changed)
+            self.daemons_by_node[decl.node] = daemon
+            daemon.start()
+        self.wait_elected()
+
+    def wait_elected(self) -> str:
+        """One MASTER, every other router BACKUP, and nothing changed for the longest
+        master down interval: a backup that does not hear the master says so only when
+        that timer runs out.  Otherwise an error with each router's state."""
+        settle_ns = int(1e9 * max(master_down_interval(d.options.priority,
+                                                       d.options.advert_int,
+                                                       d.options.version)
+                                  for d in self.daemons_by_node.values()))
+
+        def elected() -> str | None:
+            states = self.states()
+            masters = [n for n, s in states.items() if s == "MASTER"]
+            others = [s for n, s in states.items() if n not in masters]
+            if len(masters) != 1 or not set(others) <= {"BACKUP"}:
+                return None
+            last = max(c.t_ns for d in self.daemons_by_node.values() for c in d.changes)
+            return masters[0] if time.time_ns() - last >= settle_ns else None
+
+        try:
+            return timeouts.wait_for("VRRP to elect one master", elected,
+                                     timeouts.VRRP_ELECTED + 3 * settle_ns / 1e9)
+        except LabError as exc:
+            raise LabError(f"VRRP elected no single master: {self.describe()}",
+                           "read keepalived.log beside each router's keepalived.conf in the"
+                           " trial folder") from exc
+
+    def states(self) -> dict[str, str | None]:
+        return {node: daemon.state for node, daemon in self.daemons_by_node.items()}
+
+    def describe(self) -> str:
+        return ", ".join(f"{node} {state or 'no state yet'}"
+                         for node, state in self.states().items())
+
+    def daemons(self, node: str) -> list[Daemon]:
+        """``node``'s keepalived (its pids: parent, then VRRP child), if it runs one."""
+        daemon = self.daemons_by_node.get(node)
+        if daemon is None:
+            return []
+        return [Daemon("keepalived", node, lambda: _running(daemon), daemon.pids,
+                       daemon.start)]
+
+    def state(self) -> dict[str, Any]:
+        """Each router's options as keepalived was given them: what the summary's
+        prediction (master down interval) is computed from."""
+        return {"vrrp": {node: d.options.model_dump(mode="json")
+                         for node, d in self.daemons_by_node.items()}}
+
+    @staticmethod
+    def columns(trial: TrialRecord) -> Mapping[str, Any]:
+        """Takeover, prediction, dual-master time and fail-back (vrrp_timing), with the
+        takeover counted from when a dead box's keepalived froze, a few ms before its
+        links went down: the backup's master-down timer runs from its last advert."""
+        from harness.results.summary import call_start_ns
+
+        options = trial.lab.get("vrrp")
+        if not options:
+            return {}
+        cut, restore = trial.failure, trial.first("restore")
+        silenced = trial.facts["failures"][0]["silenced_ns"] if cut else None
+        failure_ns, since_ns = ((sum(silenced) // 2, silenced[0]) if silenced
+                                else (cut["t_ns"] if cut else None, call_start_ns(trial)))
+        return vrrp_timing.vrrp_columns(
+            trial.events, {node: vrrp_options(o) for node, o in options.items()},
+            trial.t0_ns, failure_ns, since_ns, restore["t_ns"] if restore else None,
+            trial.end_ns)
+
+    def rebooted(self, node: str) -> None:
+        """A router back from the dead: what the killed daemon held is gone, as after a
+        power cycle, and keepalived starts again."""
+        daemon = self.daemons_by_node.get(node)
+        if daemon is None:
+            return
+        ipr = self.lab.ipr(node)
+        for address in daemon.options.virtual_ipaddress:
+            iface = ipaddress.ip_interface(address.address)
+            for held in ipr.get_addr(address=str(iface.ip)):
+                ipr.addr("del", index=held["index"], address=str(iface.ip),
+                         prefixlen=iface.network.prefixlen)
+        daemon.start()
+
+    def stop(self) -> None:
+        # All told at once: stopped one by one, each would hand the gateway to the next
+        # (a priority-0 advert) and the teardown would read as failovers.
+        for daemon in self.daemons_by_node.values():
+            daemon.terminate()
+        for node, daemon in reversed(self.daemons_by_node.items()):
+            try:
+                daemon.stop()
+            except Exception as exc:  # the journal still kills what is left
+                log.warning("stopping keepalived in %s: %s", node, exc)
+
+
+def _running(daemon: Keepalived) -> Any:
+    """The daemon's process while it runs (we are its parent), else None."""
+    return daemon.proc if daemon.proc is not None and daemon.proc.poll() is None else None

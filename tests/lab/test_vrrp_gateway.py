@@ -1,0 +1,256 @@
+"""First-hop redundancy on real kernels: keepalived VRRP routers in front of an upstream
+network (topologies/vrrp_gateway.py), every scenario run as a user would run it.
+
+VRRP needs no kernel module beyond veth and a bridge, so the scenarios run natively on
+our CI kernel, and the two that matter most run again inside User-mode Linux.
+
+The prediction each takeover is held to: a master that dies silently sent its last advert
+up to one advert_int before, so its backup takes over between master_down - advert_int
+and master_down after the failure (plus scheduling, up to 0.5 s on a loaded 2-CPU
+machine).  A master that can still send when it leaves (a tracked uplink lost) sends
+priority 0, and its backup takes over after the skew time alone.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ..conftest import LAB_REPORT, assert_summarize_reproduces, run_scenario, trial_events
+
+pytestmark = [pytest.mark.lab,
+              pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
+              pytest.mark.skipif(shutil.which("keepalived") is None,
+                                 reason="keepalived not installed")]
+
+LATE_S = 0.5  # scheduling on a loaded machine: how late a timer may fire
+
+
+def run(tmp_path_factory, scenario: str, *params: str, lab: str | None = None) -> Path:
+    out = run_scenario(tmp_path_factory, scenario, *params, lab=lab)
+    r = row(out)
+    LAB_REPORT.append(
+        f"{scenario} {' '.join(params)} ({r['lab']}): master {r['vrrp_master_before']} ->"
+        f" {r['vrrp_new_master'] or 'none'} after {r['vrrp_takeover_ms']} ms (master down"
+        f" interval {r['vrrp_master_down_ms']} ms, skew {r['vrrp_skew_ms']} ms); probe"
+        f" outage {r['failover_gap_ms']} ms, recovered before restore:"
+        f" {r['recovered_before_restore']}; fail-back gap {r['failback_gap_ms']} ms;"
+        f" two masters for {r['vrrp_dual_master_ms']} ms")
+    return out
+
+
+def row(out: Path) -> pd.Series:
+    return pd.read_csv(out / "summary.csv").iloc[0]
+
+
+def states(out: Path, router: str) -> list[tuple[float, str]]:
+    """(t_s, state) of ``router``'s notices while traffic ran (not the lab's teardown)."""
+    end = json.loads((out / "metadata.json").read_text())["scenario"]["traffic"]["duration_s"]
+    return [(float(e["t_s"]), e["detail"].split()[0]) for e in trial_events(out, "vrrp_state")
+            if e["node"] == router and e["t_s"] and 0 <= float(e["t_s"]) <= end]
+
+
+def event_s(out: Path, kind: str) -> float:
+    return float(trial_events(out, kind)[0]["t_s"])
+
+
+def assert_silent_takeover(r: pd.Series) -> None:
+    """r2 took over within the window a silent master death allows."""
+    down = r["vrrp_master_down_ms"]
+    assert r["vrrp_master_before"] == "r1" and r["vrrp_new_master"] == "r2"
+    assert down - 1000 * r["advert_int"] - 5 <= r["vrrp_takeover_ms"] <= down + 1000 * LATE_S
+
+
+@pytest.fixture(scope="module", params=[0.01, 0.1, 1.0], ids=lambda a: f"advert_int={a:g}")
+def master_death(request, tmp_path_factory) -> Path:
+    return run(tmp_path_factory, "vrrp-master-death", f"advert_int={request.param}")
+
+
+def test_a_dead_master_is_replaced_within_the_master_down_interval(master_death):
+    r = row(master_death)
+    assert r["lab"] == "native" and r["version"] == 3
+    # the box's keepalived froze just before its links went down: the takeover counts
+    # from that freeze, when r1's adverts stopped
+    assert 0 < event_s(master_death, "device_down") - event_s(master_death,
+                                                              "daemons_silenced") < LATE_S
+    assert_silent_takeover(r)
+    # the probe's outage ends when r2 holds the gateway: it cannot be much shorter than
+    # the takeover, nor last beyond it by more than the gratuitous ARP's trip
+    assert r["vrrp_takeover_ms"] - 1000 * LATE_S <= r["failover_gap_ms"] \
+        <= r["vrrp_takeover_ms"] + 1000 * LATE_S
+    assert r["recovered_before_restore"]
+    assert r["throughput_after_mbps"] > 0.5 * r["throughput_before_mbps"]
+
+
+def test_summarize_recomputes_the_vrrp_figures_the_run_wrote(master_death, tmp_path):
+    """The takeover and its prediction come from the trial folder alone (lab.json keeps
+    each router's options): a copy of the run, summarized again, says the same."""
+    assert_summarize_reproduces(master_death, tmp_path)
+
+
+def test_the_rebooted_master_preempts_after_its_own_master_down_interval(master_death):
+    r = row(master_death)
+    restore = event_s(master_death, "restore")
+    after = [s for t, s in states(master_death, "r1") if t >= restore - 0.1]
+    assert after == ["BACKUP", "MASTER"], states(master_death, "r1")
+    assert r["vrrp_master_after"] == "r1"
+    # r1 restarts as BACKUP, so it waits its own master down interval (priority 200)
+    # before it claims the gateway from lower-priority r2
+    own_down_ms = 3 * 1000 * r["advert_int"]
+    assert r["vrrp_failback_ms"] >= own_down_ms - 1000 * r["advert_int"]
+    # a preemption overlaps the two masters only until r2 hears r1's first advert
+    assert r["vrrp_dual_master_ms"] < 1000 * r["advert_int"] + 1000 * LATE_S
+
+
+@pytest.fixture(scope="module", params=["nopreempt=true", "preempt_delay=2"])
+def no_preemption(request, tmp_path_factory) -> tuple[str, Path]:
+    return request.param, run(tmp_path_factory, "vrrp-master-death", request.param)
+
+
+def test_nopreempt_keeps_the_backup_and_preempt_delay_postpones_the_return(no_preemption):
+    option, out = no_preemption
+    r = row(out)
+    assert_silent_takeover(r)
+    restore = event_s(out, "restore")
+    back = [t for t, s in states(out, "r1") if s == "MASTER" and t >= restore]
+    if option == "nopreempt=true":
+        assert r["nopreempt"] and back == []
+        assert r["vrrp_master_after"] == "r2" and math.isnan(r["vrrp_failback_ms"])
+    else:
+        assert r["preempt_delay"] == 2
+        assert r["vrrp_master_after"] == "r1"
+        assert back and back[0] - restore >= 2.0, states(out, "r1")
+
+
+@pytest.fixture(scope="module")
+def unicast(tmp_path_factory) -> Path:
+    return run(tmp_path_factory, "vrrp-master-death", "unicast_peer=true")
+
+
+def test_unicast_adverts_fail_over_and_preempt_as_multicast_ones_do(unicast):
+    r = row(unicast)
+    conf = (unicast / "trial-001" / "keepalived" / "r1" / "keepalived.conf").read_text()
+    assert r["unicast_peer"] and "unicast_peer {\n        192.0.2.2\n    }" in conf
+    assert_silent_takeover(r)
+    # r1 back from its reboot hears r2 and is heard (a split brain here lasted to the end
+    # when the host's own 192.0.2.2 answered the lab's ARP for r2)
+    assert r["vrrp_master_after"] == "r1"
+    assert r["vrrp_dual_master_ms"] < 1000 * r["advert_int"] + 1000 * LATE_S
+
+
+@pytest.fixture(scope="module")
+def lan_link(tmp_path_factory) -> Path:
+    return run(tmp_path_factory, "vrrp-lan-link")
+
+
+def test_a_master_losing_its_lan_goes_fault_and_its_backup_takes_over(lan_link):
+    r = row(lan_link)
+    cut = event_s(lan_link, "cut")
+    fault = [t for t, s in states(lan_link, "r1") if s == "FAULT"]
+    assert fault and 0 <= fault[0] - cut < LATE_S, states(lan_link, "r1")
+    # r1 cannot tell the LAN on a dead cable: r2 waits out the master down interval
+    assert_silent_takeover(r)
+    assert 0 < r["failover_gap_ms"] <= r["vrrp_takeover_ms"] + 1000 * LATE_S
+    assert r["recovered_before_restore"]
+
+
+@pytest.fixture(scope="module")
+def uplink_untracked(tmp_path_factory) -> Path:
+    return run(tmp_path_factory, "vrrp-uplink")
+
+
+@pytest.fixture(scope="module")
+def uplink_tracked(tmp_path_factory) -> Path:
+    return run(tmp_path_factory, "vrrp-uplink", "track_interface=eth1")
+
+
+def test_an_untracked_uplink_failure_is_a_blackhole_behind_a_happy_master(uplink_untracked):
+    out = uplink_untracked
+    r = row(out)
+    cut, restore = event_s(out, "cut"), event_s(out, "restore")
+    # VRRP saw nothing: r1 stayed master, nobody took over
+    assert states(out, "r1") == [] and states(out, "r2") == []
+    assert r["vrrp_new_master"] != "r2" and r["vrrp_master_after"] == "r1"
+    # and traffic was down from the cut until the cable came back (on arrival: a few
+    # packets sent late in the outage wait in r1's ARP queue and go out with the repair)
+    assert not r["recovered_before_restore"]
+    assert r["failover_arrival_gap_ms"] >= 1000 * (restore - cut) - 50
+    assert r["lost_packets"] >= 0.9 * 1000 * (restore - cut) / r["probe_interval_ms"]
+    assert r["throughput_during_mbps"] < 0.1 * r["throughput_before_mbps"]
+    assert (out / "trial-001" / "trial.png").stat().st_size > 0
+
+
+def test_a_tracked_uplink_failure_hands_over_after_the_skew_time(uplink_tracked):
+    out = uplink_tracked
+    r = row(out)
+    cut = event_s(out, "cut")
+    fault = [t for t, s in states(out, "r1") if s == "FAULT"]
+    assert fault and 0 <= fault[0] - cut < LATE_S
+    # r1 could still send on the LAN: its priority-0 advert spares r2 the master down wait
+    assert r["vrrp_new_master"] == "r2"
+    assert r["vrrp_takeover_ms"] < r["vrrp_master_down_ms"] - 1000 * r["advert_int"]
+    assert r["vrrp_takeover_ms"] <= r["vrrp_skew_ms"] + 1000 * LATE_S
+    assert r["recovered_before_restore"]
+    assert 0 < r["failover_gap_ms"] < r["vrrp_takeover_ms"] + 1000 * LATE_S
+
+
+@pytest.fixture(scope="module")
+def daemon_crash(tmp_path_factory) -> Path:
+    return run(tmp_path_factory, "vrrp-daemon-crash")
+
+
+def test_a_crashed_keepalived_says_no_goodbye_and_is_replaced(daemon_crash):
+    r = row(daemon_crash)
+    crash, restore = event_s(daemon_crash, "daemon_crash"), event_s(daemon_crash, "restore")
+    assert "SIGKILL" in trial_events(daemon_crash, "daemon_crash")[0]["detail"]
+    assert [s for t, s in states(daemon_crash, "r1") if crash <= t < restore] == []
+    assert_silent_takeover(r)
+    # restarted, it preempts again
+    assert [s for t, s in states(daemon_crash, "r1") if t >= restore] == ["BACKUP", "MASTER"]
+    log = (daemon_crash / "trial-001" / "keepalived" / "r1" / "notify.log").read_text()
+    assert log.count("MASTER") >= 2, "the notify reader went on across the restart"
+
+
+@pytest.fixture(scope="module")
+def split_brain(tmp_path_factory) -> Path:
+    return run(tmp_path_factory, "vrrp-split-brain")
+
+
+def test_blocked_adverts_make_two_masters_until_they_flow_again(split_brain):
+    r = row(split_brain)
+    drop, restore = event_s(split_brain, "drop_control"), event_s(split_brain, "restore")
+    assert r["vrrp_masters_max"] == 2
+    assert r["vrrp_new_master"] == "r2"
+    assert_silent_takeover(r)  # r2 stopped hearing r1: the same wait as a dead master
+    # two masters from r2's takeover until the adverts come back
+    expected_ms = 1000 * (restore - drop) - r["vrrp_takeover_ms"]
+    assert expected_ms - 1000 * LATE_S <= r["vrrp_dual_master_ms"] <= expected_ms + 1000 * LATE_S
+    assert [s for t, s in states(split_brain, "r2") if t >= restore] == ["BACKUP"]
+    assert r["vrrp_master_after"] == "r1"
+
+
+@pytest.fixture(scope="module", params=["vrrp-master-death", "vrrp-uplink"])
+def in_uml(request, tmp_path_factory) -> tuple[str, Path]:
+    from harness.lab.uml import uml_available
+
+    if not uml_available():
+        pytest.skip("user-mode-linux not installed")
+    return request.param, run(tmp_path_factory, request.param, lab="uml")
+
+
+@pytest.mark.slow  # two UML runs (about 50 s each) of scenarios also run natively above
+def test_the_same_gateway_fails_over_inside_user_mode_linux(in_uml):
+    scenario, out = in_uml
+    r = row(out)
+    assert r["lab"] == "uml" and r["kernel"].startswith("6.1.")
+    if scenario == "vrrp-master-death":
+        assert_silent_takeover(r)
+        assert r["recovered_before_restore"] and r["vrrp_master_after"] == "r1"
+    else:
+        assert not r["recovered_before_restore"] and r["vrrp_master_after"] == "r1"

@@ -1,0 +1,169 @@
+"""redlab-probe, the C gap probe: a constant-rate schedule on loopback.
+
+Loopback runs need only a C compiler; the known outages on a lab (the `path` topology,
+root) are tests/lab/test_gapprobe.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import statistics
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness import timeouts
+from harness.measure import gapprobe
+from harness.measure.probe import Packet
+from harness.measure.sockets import listening
+
+from ..conftest import needs_root, stop
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pct(values: list[int], q: float) -> int:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@pytest.fixture
+def loopback_server(binary, tmp_path) -> Iterator[tuple[int, Path, subprocess.Popen[bytes]]]:
+    port, log = free_udp_port(), tmp_path / "server.csv"
+    proc = subprocess.Popen(gapprobe.server_argv(binary, "127.0.0.1", port, log),
+                            stderr=subprocess.PIPE)
+    try:
+        timeouts.wait_for("redlab-probe server listening",
+                          lambda: listening(proc.pid, port, "udp"), timeouts.PROCESS_EXIT)
+        yield port, log, proc
+    finally:
+        stop(proc)
+
+
+@pytest.fixture
+def cpu_hogs(request) -> Iterator[None]:
+    """With ``load`` set, one busy loop per CPU for the length of the test."""
+    hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL)
+            for _ in range(os.cpu_count() or 1)] if request.param else []
+    try:
+        yield
+    finally:
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
+
+
+@pytest.mark.parametrize(("rate_pps", "rt", "cpu_hogs"), [
+    (10_000, False, False),
+    (1_000, False, False),
+    # What --rt is for: every CPU busy.  Without it CFS makes the sender ~4 ms late at p99.
+    pytest.param(10_000, True, True, marks=needs_root, id="10000-rt-every-cpu-busy"),
+], indirect=["cpu_hogs"])
+def test_constant_rate_on_loopback(binary, loopback_server, tmp_path, rate_pps, rt, cpu_hogs):
+    port, server_log, server = loopback_server
+    interval, duration = 1_000_000_000 // rate_pps, 1_000_000_000
+    client_log = tmp_path / "client.csv"
+    done = subprocess.run(gapprobe.client_argv(binary, "127.0.0.1", port, interval, duration,
+                                               client_log, rt=rt),
+                          capture_output=True, text=True, timeout=10, check=False)
+    assert "warning" not in done.stderr
+    assert done.returncode == 0, done.stderr
+    stop(server)
+    assert server.returncode == 0, server.stderr.read() if server.stderr else ""
+
+    packets = gapprobe.parse(client_log, server_log)
+    n = duration // interval
+    assert sorted(p.seqno for p in packets) == list(range(n))
+    assert gapprobe.send_errors(client_log) == {}
+    assert gapprobe.duplicates(client_log) == 0
+
+    sends = [p.sent_ns for p in sorted(packets, key=lambda p: p.seqno)]
+    spacing = [b - a for a, b in zip(sends, sends[1:], strict=False)]
+    late = gapprobe.lateness_ns(client_log)
+    rtts = [p.received_ns - p.sent_ns for p in packets if p.received_ns is not None]
+    label = f"{rate_pps} pps{' --rt, every CPU busy' if rt else ''}"
+    print(f"\n{label}: spacing p50 {pct(spacing, 0.5)} ns p99 {pct(spacing, 0.99)} ns"
+          f" max {max(spacing)} ns; lateness p50 {pct(late, 0.5)} ns p99 {pct(late, 0.99)} ns"
+          f" max {max(late)} ns; rtt p50 {pct(rtts, 0.5)} ns p99 {pct(rtts, 0.99)} ns;"
+          f" span {(sends[-1] - sends[0]) / 1e6:.3f} ms")
+    assert abs(statistics.median(spacing) - interval) <= 0.05 * interval
+    # The schedule is absolute: each send is its due time plus its logged lateness, and
+    # the due times span exactly (n - 1) intervals (a late send is never a skipped slot).
+    by_seq = sorted(packets, key=lambda p: p.seqno)
+    due_span = (by_seq[-1].sent_ns - late[-1]) - (by_seq[0].sent_ns - late[0])
+    assert abs(due_span - (n - 1) * interval) < 1_000_000
+    # Wake-up lateness is printed above, not asserted: without --rt CFS may run another
+    # task first (1-16 ms seen on this shared machine); with it the sender preempts every
+    # ordinary task (tens of microseconds when this VM has its CPUs), but nothing inside
+    # the VM helps when the hypervisor takes the CPU away (p99 10.8 ms seen once, with
+    # --rt applied). The figures belong to `redlab calibrate`, as medians.
+
+    assert all(p.lost == "false" for p in packets)
+    for p in packets:
+        assert p.received_ns is not None and p.server_received_ns is not None
+        assert p.server_sent_ns is not None
+        assert p.sent_ns < p.server_received_ns <= p.server_sent_ns < p.received_ns
+
+
+@needs_root
+def test_send_errors_do_not_stop_the_client(binary, tmp_path):
+    """In a fresh namespace lo is down: every send fails (ENETUNREACH), irtt would exit."""
+    client_log = tmp_path / "client.csv"
+    done = subprocess.run(["unshare", "-n", *gapprobe.client_argv(
+        binary, "127.0.0.1", free_udp_port(), 1_000_000, 100_000_000, client_log)],
+        capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "send errors 100" in done.stderr
+    packets = gapprobe.parse(client_log, None)
+    assert [p.seqno for p in packets] == list(range(100))
+    assert all(p.lost == "true" for p in packets)
+    assert gapprobe.send_errors(client_log) == dict.fromkeys(range(100), errno.ENETUNREACH)
+    sends = [p.sent_ns for p in packets]
+    assert abs(statistics.median(b - a for a, b in zip(sends, sends[1:], strict=False))
+               - 1_000_000) < 50_000
+
+
+def test_client_ignores_a_missing_server(binary, tmp_path):
+    client_log = tmp_path / "client.csv"
+    done = subprocess.run(gapprobe.client_argv(binary, "127.0.0.1", free_udp_port(),
+                                               1_000_000, 100_000_000, client_log),
+                          capture_output=True, text=True, timeout=10, check=False)
+    assert done.returncode == 0, done.stderr
+    packets = gapprobe.parse(client_log, None)
+    assert [p.seqno for p in packets] == list(range(100))
+    assert all(p.lost == "true" for p in packets)
+
+
+def test_parse_places_losses_from_the_server_log(tmp_path):
+    client, server = tmp_path / "c.csv", tmp_path / "s.csv"
+    client.write_text("seq,sent_ns,send_errno,late_ns,server_recv_ns,server_send_ns,"
+                      "client_recv_ns,dup_count\n"
+                      "0,100,0,5,150,160,200,1\n"
+                      "1,300,0,5,,,,0\n"
+                      "2,500,0,5,,,,0\n"
+                      "3,700,101,5,,,,0\n")
+    server.write_text("seq,client_send_ns,server_recv_ns,server_send_ns\n"
+                      "0,100,150,160\n0,100,151,161\n1,300,350,360\n")
+    assert gapprobe.parse(client, server) == [
+        Packet(0, 100, 200, "false", 150, 160),
+        Packet(1, 300, None, "true_down", 350, 360),
+        Packet(2, 500, None, "true_up"),
+        Packet(3, 700, None, "true_up"),
+    ]
+    assert gapprobe.send_errors(client) == {3: 101}
+    assert gapprobe.duplicates(client) == 1
+
+
+def test_build_names_the_package_when_cc_is_missing(tmp_path, monkeypatch):
+    monkeypatch.setattr(gapprobe.shutil, "which", lambda _: None)
+    with pytest.raises(gapprobe.RedLabError, match="cc") as err:
+        gapprobe.build(tmp_path)
+    assert "apt-get install gcc libc6-dev" in str(err.value)

@@ -1,0 +1,124 @@
+"""A trial's summary row from its folder alone (harness/results/summary.py), on hand-written
+trials with known answers: a 1 kHz probe for 200 ms and ten 0.1 s iperf3 intervals."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from harness.results import summary
+from harness.results.store import write_summary
+
+MS = 1_000_000
+T0 = 1_700_000_000 * 1_000_000_000  # traffic_start on the lab's wall clock
+CUT_NS = T0 + 99 * MS + MS // 2
+RESTORE_NS = T0 + 150 * MS
+
+
+def write_run(root: Path, trials: dict[int, dict]) -> Path:
+    """A run folder whose trials lose the given probe seqnos, with a cut and a restore
+    unless ``failure`` is False."""
+    root.mkdir(parents=True)
+    (root / "metadata.json").write_text(json.dumps({
+        "scenario": {"name": "hand-written", "traffic": {
+            "protocol": "tcp", "parallel": 1, "rate": "10M", "probe": "irtt",
+            "probe_interval_ms": 1.0}},
+        "params": {"miimon": 100}}))
+    for number, spec in trials.items():
+        write_trial(root / f"trial-{number:03d}", **spec)
+    return root
+
+
+def write_trial(path: Path, lost: set[int] = frozenset(), failure: bool = True) -> None:
+    path.mkdir()
+    intervals = [{"sum": {"start": i / 10, "end": (i + 1) / 10, "bits_per_second": 10e6}}
+                 for i in range(10)]
+    (path / "iperf3.json").write_text(json.dumps({"start": {}, "intervals": intervals}))
+    trips = [{"seqno": i, "lost": "true_up" if i in lost else "false",
+              "timestamps": {"client": {"send": {"wall": T0 + i * MS},
+                                        "receive": {} if i in lost else
+                                        {"wall": T0 + i * MS + MS // 2}}}}
+             for i in range(200)]
+    (path / "irtt.json").write_text(json.dumps({"round_trips": trips}))
+    events = [(T0, "traffic_start", "iperf3 tcp from srv")]
+    failures = []
+    if failure:
+        events += [(CUT_NS, "cut", "link_down srv:eth0 <-> sw:p1"),
+                   (RESTORE_NS, "restore", "link_down srv:eth0 <-> sw:p1")]
+        failures = [{"action": "cut", "node": "srv", "t_ns": CUT_NS, "call_ns": MS,
+                     "silenced_ns": None, "describe": "link_down srv:eth0 <-> sw:p1"}]
+    with open(path / "events.csv", "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["t_ns", "t_s", "kind", "node", "detail"])
+        for t_ns, kind, detail in events:
+            out.writerow([t_ns, (t_ns - T0) / 1e9, kind, "srv", detail])
+    (path / "lab.json").write_text("{}")
+    (path / "trial.json").write_text(json.dumps({
+        "lab": "native", "kernel": "6.1.0", "bring_up_s": 1.5, "failures": failures}))
+
+
+def test_a_failure_that_lost_nothing_cost_zero_ms_not_a_blank(tmp_path):
+    run = write_run(tmp_path / "run", {1: {}})
+    row = summary.trial_row(run / "trial-001")
+    for column in ("failover_gap_ms", "failover_gap_estimate_ms", "failover_gap_floor_ms",
+                   "failover_arrival_gap_ms", "gap_up_ms", "gap_down_ms", "failback_gap_ms"):
+        assert row[column] == 0.0, column
+    assert row["lost_packets"] == 0 and row["recovered_before_restore"] is True
+
+
+def test_a_run_without_a_failure_has_no_failover_figure(tmp_path):
+    run = write_run(tmp_path / "run", {1: {"failure": False}})
+    row = summary.trial_row(run / "trial-001")
+    assert math.isnan(row["failover_gap_ms"])
+    assert row["recovered_before_restore"] == "" and row["failure"] == ""
+
+
+def test_the_outage_window_runs_from_the_last_good_send_to_the_first_after(tmp_path):
+    run = write_run(tmp_path / "run", {1: {"lost": set(range(100, 130))}})
+    row = summary.trial_row(run / "trial-001")
+    assert row["failover_gap_ms"] == pytest.approx(31.0)      # sends 99 -> 130
+    assert row["failover_gap_floor_ms"] == pytest.approx(29.0)  # sends 100 -> 129
+    assert row["lost_packets"] == row["lost_up"] == 30 and row["lost_down"] == 0
+    assert row["gap_down_ms"] == 0.0  # nothing lost on that leg
+    assert row["failback_gap_ms"] == 0.0 and row["outages"] == 1
+    assert row["recovered_before_restore"] is True  # back at 130 ms, repair at 150 ms
+    assert row["miimon"] == 100 and row["scenario"] == "hand-written"
+    assert row["bring_up_s"] == 1.5 and row["kernel"] == "6.1.0"
+
+
+def test_an_outage_lasting_past_the_repair_is_not_recovered_before_it(tmp_path):
+    run = write_run(tmp_path / "run", {1: {"lost": set(range(100, 160))}})
+    row = summary.trial_row(run / "trial-001")
+    assert row["recovered_before_restore"] is False
+    assert row["failback_gap_ms"] == 0.0  # the same outage, not a second one
+
+
+def test_summarize_rewrites_the_summary_the_run_wrote(tmp_path):
+    run = write_run(tmp_path / "run", {1: {"lost": set(range(100, 130))}, 2: {}})
+    written = write_summary(run, [summary.trial_row(run / f"trial-00{n}") for n in (1, 2)])
+    before = written.read_text()
+    written.write_text("stale\n")
+    rows = summary.summarize_run(run)
+    assert [r["trial"] for r in rows] == [1, 2]
+    assert written.read_text() == before
+    frame = pd.read_csv(written)
+    assert frame["failover_gap_ms"].tolist() == pytest.approx([31.0, 0.0])
+    assert (run / "trial-001" / "trial.png").is_file()
+
+
+def test_summarize_skips_a_trial_that_ended_before_it_was_measured(tmp_path):
+    run = write_run(tmp_path / "run", {1: {}})
+    (run / "trial-002").mkdir()  # interrupted: no trial.json
+    assert [r["trial"] for r in summary.summarize_run(run)] == [1]
+
+
+def test_a_trial_folder_missing_its_facts_is_one_clear_error(tmp_path):
+    run = write_run(tmp_path / "run", {1: {}})
+    (run / "trial-001" / "trial.json").unlink()
+    with pytest.raises(Exception, match="trial.json"):
+        summary.trial_row(run / "trial-001")
