@@ -139,7 +139,9 @@ def _redundancy(row: dict[str, Any]) -> str:
         return (f"VRRP master {row['vrrp_master_before']} -> {row['vrrp_new_master'] or 'none'}"
                 f" after {row['vrrp_takeover_ms']} ms (master down interval"
                 f" {row['vrrp_master_down_ms']} ms){dual}, {row['vrrp_master_after']} at the end")
-    return f"active {row['active_before']} -> {row['active_after']}"
+    if "active_before" in row:
+        return f"active {row['active_before']} -> {row['active_after']}"
+    return "no bond or VRRP in this topology"
 
 
 def _suite_params(params: dict[str, Any]) -> dict[str, str]:

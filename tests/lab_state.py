@@ -13,9 +13,13 @@ LAB_PROCESSES = {"linux.uml", "iperf3", "irtt", "redlab-probe", "mnexec", "keepa
 
 
 def _comm(pid: str) -> str:
+    """The command name of a running process; "" for one gone or a zombie (it has freed
+    all it held, and waits only for init to collect it)."""
     try:
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return ""
         return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
+    except (OSError, IndexError):
         return ""
 
 

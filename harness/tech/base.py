@@ -14,6 +14,12 @@ over them, as Mininet's nodes have a symmetric ``config()``/``terminate()``:
    ``before_traffic()``/``after_traffic()`` bracket the measured part;
 5. ``stop()`` in reverse order, on every path (the journal removes what is left).
 
+Before any of it, ``used_by(topo)`` says whether a topology has the technology at all,
+``check(topo)`` finds mistakes in its part (the loader raises them with the others) and
+``declared_daemons(topo)`` names the daemons a scenario may crash.  A technology with no
+field of its own in the topology model keeps its declarations in
+``Topology.declarations`` (``topo.declare(name, item)``).
+
 Between them: ``state()`` is the read-back for ``lab.json``; ``daemons(node)`` the
 processes that speak for a node (killed when the device dies, started again when it
 reboots through ``rebooted(node)``, crashed by a ``daemon_crash`` step);
@@ -21,8 +27,8 @@ reboots through ``rebooted(node)``, crashed by a ``daemon_crash`` step);
 ``columns(trial)`` the summary columns it adds, computed from the trial folder alone (see
 harness.results.summary), so ``redlab summarize`` recomputes them.
 
-A new technology is a module under harness/tech/ with a subclass of
-:class:`Technology`, one line in the registry, a topology, scenarios and tests.
+A new technology is a package under harness/tech/ whose ``plugin.py`` subclasses
+:class:`Technology`, one entry in the registry, a topology, scenarios and tests.
 """
 
 from __future__ import annotations

@@ -105,7 +105,7 @@ def leftovers(run_id: str, processes: list[dict]) -> dict[str, list]:
         "links": [p.name for p in Path("/sys/class/net").iterdir()
                   if p.name.startswith(f"r{run_id}")],
         "processes": [e["pid"] for e in processes
-                      if harness.journal.is_alive(e["pid"], e["start"])],
+                      if harness.journal.is_running(e["pid"], e["start"])],
         "nft tables": [t for t in nft_tables() if t.startswith(f"redlab_{run_id}")],
     }
     return {k: v for k, v in found.items() if v}

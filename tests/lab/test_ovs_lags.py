@@ -74,7 +74,9 @@ def _guest_case(params: dict[str, str], journal: Any) -> dict[str, Any]:
                                      "198.51.100.2"])
             ping.communicate(timeout=20)
             return {"ends": ends, "ping": ping.returncode,
-                    "negotiated": list(lab.tech(LacpNegotiation).tables)}
+                    "negotiated": [key for tech in lab.techs
+                                   if isinstance(tech, LacpNegotiation)
+                                   for key in tech.tables]}
     except Exception as exc:  # noqa: BLE001 - reported to the host as it is
         return {"error": f"{type(exc).__name__}: {exc}"}
 

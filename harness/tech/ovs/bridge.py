@@ -175,14 +175,18 @@ def add_bridge(journal: Journal, name: str, dpid: int, ports: list[str]) -> None
     ovs_ctl.vsctl(*args, what=f"creating Open vSwitch bridge {name}")
 
 
-def add_lag(bridge: str, name: str, members: list[str], options: dict[str, Any]) -> None:
-    """Add LAG ``name`` of ``members`` (interfaces not yet on any bridge) to ``bridge``."""
+def add_lag(bridge: str, name: str, members: list[str], options: dict[str, Any]
+            ) -> dict[str, dict[str, str]]:
+    """Add LAG ``name`` of ``members`` (interfaces not yet on any bridge) to ``bridge``;
+    returns its database settings as asked and as read back (they must match)."""
     settings = _database_settings(lag_options(options))
     ovs_ctl.vsctl("add-bond", bridge, name, *members,
                   *(f"{k}={v}" for k, v in settings.items()),
                   what=f"creating LAG {name} on {bridge}")
-    check_lag(name, options)
+    got = check_lag(name, options)
     check_running(name, options, members)
+    return {"requested": settings, "read_back": {k: got.settings.get(k, "<unset>")
+                                                 for k in settings}}
 
 
 def check_running(name: str, options: dict[str, Any], members: list[str]) -> lacp.OvsBond:

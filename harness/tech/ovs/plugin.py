@@ -29,6 +29,7 @@ class OvsSwitches(Technology):
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
         self.daemons_state: str | None = None  # "ours" or "running" once OVS is in use
+        self.lag_settings: dict[str, dict[str, dict[str, str]]] = {}  # "sw:lag" -> ...
         self._mark: ovs_log.LogMark | None = None
 
     @classmethod
@@ -50,12 +51,15 @@ class OvsSwitches(Technology):
                 options = dict(lag.options)
                 if options.get("primary"):  # a port of the topology: its real name
                     options["primary"] = lab.ifname(name, options["primary"])
-                ovs.add_lag(lab.node_name(name), lab.ifname(name, lag.name),
-                            [lab.ifname(name, port) for port in lag.ports], options)
+                self.lag_settings[f"{name}:{lag.name}"] = ovs.add_lag(
+                    lab.node_name(name), lab.ifname(name, lag.name),
+                    [lab.ifname(name, port) for port in lag.ports], options)
 
     def state(self) -> dict[str, Any]:
         return {"lags": {f"{lag.switch}:{lag.name}": self.lab.ifname(lag.switch, lag.name)
                          for lag in self.lab.topo.lags},
+                # each LAG's database settings as asked and as read back
+                "lag_settings": self.lag_settings,
                 "ovs_daemons": self.daemons_state}
 
     def before_traffic(self, events: EventLog) -> None:
