@@ -176,24 +176,30 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
 
     ``extra_modules`` are loaded at boot too: a module the kernel would load on first use
     costs hundreds of ms inside UML, which must not land inside a measured failure."""
-    from harness.lab import capabilities, guest_modules
+    from harness.lab import capabilities, guest_modules, shared_guest
     from harness.lab.uml import GuestSpec, run_in_uml
 
     argv = [sys.executable, "-m", "harness", *args, "--lab", "native", "--out", str(out),
             "--run-id", run_id]
+    modules = (*guest_modules([*capabilities.LAB_BASE_FEATURES, *requires]), *extra_modules)
+    start_ovs = "openvswitch" in requires
     out.mkdir(parents=True, exist_ok=True)
-    log.info("booting User-mode Linux for redlab %s (modules: %s)", args[0],
-             ", ".join(requires) or "none")
     with Journal(f"{run_id}-host") as journal:
         journal.record("run_folder", path=str(out))
-        result = run_in_uml(
-            GuestSpec(argv=argv, cwd=Path.cwd(), writable=[out],
-                      # the host's home is read-only inside: matplotlib caches in tmpfs
-                      env={"MPLCONFIGDIR": "/tmp/matplotlib"},
-                      modules=(*guest_modules([*capabilities.LAB_BASE_FEATURES, *requires]),
-                               *extra_modules),
-                      start_ovs="openvswitch" in requires),
-            deadline_s=deadline, journal=journal)
+        # A guest already booted for a whole test session or suite, if there is one.
+        shared = shared_guest.serving(modules, start_ovs, out, Path.cwd(), sys.executable)
+        if shared is not None:
+            log.info("running redlab %s in the shared User-mode Linux guest %s", args[0],
+                     shared.spool)
+            result = shared.submit(argv, Path.cwd(), shared_guest.GUEST_ENV, deadline,
+                                   journal)
+        else:
+            log.info("booting User-mode Linux for redlab %s (modules: %s)", args[0],
+                     ", ".join(requires) or "none")
+            result = run_in_uml(GuestSpec(argv=argv, cwd=Path.cwd(), writable=[out],
+                                          env=shared_guest.GUEST_ENV, modules=modules,
+                                          start_ovs=start_ovs),
+                                deadline_s=deadline, journal=journal)
     log.info("UML: boot %.1f s, run %.1f s, exit %d", result.boot_s, result.run_s,
              result.returncode)
     if result.returncode != 0:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from harness import timeouts
 from harness.errors import ConfigError, LabError
@@ -110,6 +110,21 @@ def run_in_uml(spec: GuestSpec, *, deadline_s: float, journal: Journal,
     The kernel, its helper processes and the control folder are gone when this returns
     or raises, whatever the exit path.
     """
+    guest = start_guest(spec, journal=journal, stream=stream)
+    try:
+        status = guest.wait_for_status(deadline_s)
+        _wait_for_halt(guest.proc)
+        for out in guest.outputs:
+            out.pump()
+        return _result(status, guest.ctl, guest.outputs, guest.spawned_wall,
+                       time.monotonic() - guest.spawned)
+    finally:
+        guest.end()
+
+
+def start_guest(spec: GuestSpec, *, journal: Journal, stream: bool = True) -> Guest:
+    """Boot a UML kernel that runs ``spec.argv``, and return at once: the caller waits
+    for it or talks to it, and must ``end()`` it.  A failure before this returns ends it."""
     _check(spec)
     umid = f"redlab-{journal.run_id}-{next(_umid_counter)}"
     ctl = Path(tempfile.gettempdir()) / f"{umid}-{secrets.token_hex(3)}"
@@ -119,8 +134,8 @@ def run_in_uml(spec: GuestSpec, *, deadline_s: float, journal: Journal,
     try:
         ctl.mkdir(mode=0o700)
         (ctl / "settings.sh").write_text(_settings(spec, ctl))
-        outputs = [_Output(ctl / "stdout", sys.stdout if stream else None),
-                   _Output(ctl / "stderr", sys.stderr if stream else None)]
+        outputs = [OutputFile(ctl / "stdout", sys.stdout if stream else None),
+                   OutputFile(ctl / "stderr", sys.stderr if stream else None)]
         with open(ctl / "console.log", "wb") as console:
             cmdline = _kernel_cmdline(spec, ctl, umid)
             spawned_wall, spawned = time.time(), time.monotonic()
@@ -130,57 +145,77 @@ def run_in_uml(spec: GuestSpec, *, deadline_s: float, journal: Journal,
                                     stderr=subprocess.STDOUT, start_new_session=True,
                                     env=_kernel_env())
         journal.record_process(proc.pid, f"{UML_BINARY} umid={umid}", group=True)
-        status = _wait_for_status(proc, ctl, outputs, spawned, deadline_s,
-                                  shlex.join(spec.argv))
-        _wait_for_halt(proc)
-        for out in outputs:
-            out.pump()
-        return _result(status, ctl, outputs, spawned_wall, time.monotonic() - spawned)
-    finally:
+        return Guest(proc, ctl, umid, outputs, spawned_wall, spawned,
+                     shlex.join(spec.argv), path_entry)
+    except BaseException:
         if proc is not None:
             _end_group(proc)
         undo(path_entry)
+        raise
 
 
-def _wait_for_status(proc: subprocess.Popen[bytes], ctl: Path, outputs: list[_Output],
-                     spawned: float, deadline_s: float, command: str) -> str:
-    while True:
-        for out in outputs:
+@dataclass
+class Guest:
+    """A booted UML kernel whose command still runs: ``run_in_uml`` waits for the
+    command; a shared guest (harness/lab/shared_guest.py) talks to it meanwhile."""
+    proc: subprocess.Popen[bytes]
+    ctl: Path               # the control folder (see uml_init.sh)
+    umid: str
+    outputs: list[OutputFile]  # the command's stdout and stderr
+    spawned_wall: float
+    spawned: float          # monotonic
+    command: str
+    path_entry: dict[str, Any]
+
+    def poll(self, deadline_s: float) -> str | None:
+        """The status line once the command has finished, else None.  LabError if the
+        kernel died, did not reach init in time, or ``deadline_s`` (from boot) passed."""
+        for out in self.outputs:
             out.pump()
-        status = ctl / "status"
+        status = self.ctl / "status"
         if status.exists():
             return status.read_text().strip()
-        elapsed = time.monotonic() - spawned
-        if _leader_exited(proc):
-            console = (ctl / "console.log").read_text(errors="replace")
+        elapsed = time.monotonic() - self.spawned
+        if _leader_exited(self.proc):
+            console = (self.ctl / "console.log").read_text(errors="replace")
             if XSTATE_PANIC in console:
                 raise LabError(f"{UML_BINARY} cannot save this CPU's FPU state (its XSAVE"
                                " area is larger than UML 6.1 knows) and panicked",
                                f"run scripts/bootstrap setup: it builds {XSTATE_SHIM},"
                                " which the harness preloads into the UML kernel")
             raise LabError(f"{UML_BINARY} exited before the command finished",
-                           f"read the guest console:\n{_tails(ctl)}")
-        if elapsed > timeouts.UML_BOOT and not (ctl / "booted").exists():
+                           f"read the guest console:\n{tails(self.ctl)}")
+        if elapsed > timeouts.UML_BOOT and not (self.ctl / "booted").exists():
             raise LabError(f"the UML kernel did not reach init within {timeouts.UML_BOOT:g} s",
                            f"check that `{UML_BINARY} --version` runs, then read the"
-                           f" guest console:\n{_tails(ctl)}")
+                           f" guest console:\n{tails(self.ctl)}")
         if elapsed > deadline_s:
             raise LabError(f"the command in the UML guest did not finish within"
-                           f" {deadline_s:g} s: {command}",
-                           f"raise --deadline, or see where it stopped:\n{_tails(ctl)}")
-        time.sleep(POLL_S)
+                           f" {deadline_s:g} s: {self.command}",
+                           f"raise --deadline, or see where it stopped:\n{tails(self.ctl)}")
+        return None
+
+    def wait_for_status(self, deadline_s: float) -> str:
+        while (status := self.poll(deadline_s)) is None:
+            time.sleep(POLL_S)
+        return status
+
+    def end(self) -> None:
+        """Kill the kernel with every host process it forked; remove the control folder."""
+        _end_group(self.proc)
+        undo(self.path_entry)
 
 
-def _result(status: str, ctl: Path, outputs: list[_Output], spawned_wall: float,
+def _result(status: str, ctl: Path, outputs: list[OutputFile], spawned_wall: float,
             total_s: float) -> GuestResult:
     words = status.split()
     if words[:1] == ["fail"]:
         what, detail = (words[1:] + ["?", ""])[:2]
         if what == "module":
             raise LabError(f"kernel module {detail} did not load inside the UML guest",
-                           f"the module is in the UML tree but modprobe failed:\n{_tails(ctl)}")
+                           f"the module is in the UML tree but modprobe failed:\n{tails(ctl)}")
         raise LabError(f"the UML guest could not prepare the command ({' '.join(words[1:])})",
-                       f"read the guest console:\n{_tails(ctl)}")
+                       f"read the guest console:\n{tails(ctl)}")
     started = float((ctl / "started").read_text())
     return GuestResult(returncode=int(words[1]), stdout=outputs[0].text(),
                        stderr=outputs[1].text(), boot_s=started - spawned_wall,
@@ -216,7 +251,7 @@ def _end_group(proc: subprocess.Popen[bytes]) -> None:
         time.sleep(POLL_S)
 
 
-class _Output:
+class OutputFile:
     """A file the guest writes through hostfs: kept whole, new bytes echoed as they come."""
 
     def __init__(self, path: Path, echo: TextIO | None) -> None:
@@ -240,7 +275,8 @@ class _Output:
         return self.data.decode(errors="replace")
 
 
-def _tails(ctl: Path) -> str:
+def tails(ctl: Path) -> str:
+    """The last lines of a guest's console and of its command's stderr, for an error."""
     parts = []
     for name in ("console.log", "stderr"):
         with suppress(OSError):
@@ -304,7 +340,7 @@ def _kernel_env() -> dict[str, str]:
     return env
 
 
-def _hidden_root(path: Path) -> Path | None:
+def hidden_root(path: Path) -> Path | None:
     """The top folder to re-expose if ``path`` lies under a guest tmpfs, else None."""
     for root in GUEST_TMPFS:
         parts = path.relative_to(root).parts if path.is_relative_to(root) else ()
@@ -319,16 +355,21 @@ def _mounts(spec: GuestSpec, ctl: Path) -> list[tuple[str, Path]]:
                                           spec.env.get("PYTHONPATH", "").split(":") if p)]
     if spec.argv[0].startswith("/"):
         wanted.append(Path(spec.argv[0]))
-    ro = {root for p in wanted if (root := _hidden_root(p)) is not None} - rw
+    ro = {root for p in wanted if (root := hidden_root(p)) is not None} - rw
     ro |= {p for p in spec.readonly if p not in rw}
     # Parents first, so a child mount is not hidden under its parent's.
     return sorted([("rw", p) for p in rw] + [("ro", p) for p in ro],
                   key=lambda m: (len(m[1].parts), str(m[1])))
 
 
+def guest_env(extra: Mapping[str, str]) -> dict[str, str]:
+    """The whole environment of a command in the guest: ``extra`` on top of PATH and HOME."""
+    return {"PATH": GUEST_PATH, "HOME": "/root", **extra,
+            "REDLAB_LAB": "uml", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _settings(spec: GuestSpec, ctl: Path) -> str:
-    env = {"PATH": GUEST_PATH, "HOME": "/root", **spec.env,
-           "REDLAB_LAB": "uml", "PYTHONDONTWRITEBYTECODE": "1"}
+    env = guest_env(spec.env)
     command = ["env", "-i", "--", *(f"{k}={v}" for k, v in env.items()), *spec.argv]
     mounts = "\n".join(f"{mode} {path}" for mode, path in _mounts(spec, ctl))
     modules = " ".join(spec.modules)

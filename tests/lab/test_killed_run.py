@@ -26,6 +26,9 @@ from harness.naming import new_run_id
 from ..conftest import REPO, redlab, wait_until
 from ..lab_state import Snapshot
 
+# A killed run's own User-mode Linux kernel must die with it: not the session's shared guest.
+pytestmark = pytest.mark.private_guest
+
 
 def _proc_table() -> dict[int, tuple[int, int]]:
     """pid -> (parent pid, start time) of every process not yet dead (zombies left out:

@@ -70,11 +70,14 @@ def run(journal: Journal, script: str, **spec: object) -> uml.GuestResult:
 
 @needs_root
 def test_host_probe_finds_veth_and_bridge_and_leaves_no_helper() -> None:
+    def children() -> set[str]:  # the session's shared guest, if any, is one already
+        return set(Path(f"/proc/self/task/{os.getpid()}/children").read_text().split())
+
+    before = children()
     capabilities._cache.clear()
     assert capabilities.probe("veth")
     assert capabilities.probe("bridge")
-    children = Path(f"/proc/self/task/{os.getpid()}/children").read_text().split()
-    assert children == [], "the namespace helper process outlived the probe"
+    assert children() <= before, "the namespace helper process outlived the probe"
 
 
 @needs_root

@@ -18,6 +18,7 @@ SCENARIO = "scenarios/bond-active-backup.yaml"
 
 
 @pytest.mark.lab
+@pytest.mark.private_guest  # two guests booted side by side, not one shared guest in turn
 def test_two_runs_at_once_do_not_collide(tmp_path):
     before = Snapshot.take()
     outs = [tmp_path / "a", tmp_path / "b"]
