@@ -98,8 +98,12 @@ def test_a_run_goes_to_the_shared_guest_only_if_it_can_serve_it(agent, tmp_path,
     (guest.spool / shared_guest.INFO).write_text(json.dumps(asdict(info)))
     out = tmp_path / "run"
 
+    # The working directory is one the guest can see: a checkout under /tmp (as CI's
+    # fresh clone may be) is hidden behind the guest's tmpfs unless mounted.
+    cwd = tmp_path
+
     def serving(modules=("bonding",), start_ovs=False, out=out, python=sys.executable):
-        return shared_guest.serving(modules, start_ovs, out, REPO, python)
+        return shared_guest.serving(modules, start_ovs, out, cwd, python)
 
     monkeypatch.delenv(shared_guest.ENV_VAR, raising=False)
     assert serving() is None, "without REDLAB_GUEST nothing changes"
@@ -109,6 +113,6 @@ def test_a_run_goes_to_the_shared_guest_only_if_it_can_serve_it(agent, tmp_path,
     assert serving(start_ovs=True) is None
     assert serving(out=Path("/var/tmp/elsewhere")) is None
     assert serving(python="/usr/bin/python3.11") is None
-    assert replace(info, kernel_pid=1).covers(["bonding"], False, out, REPO, sys.executable)
-    assert "code changed" in replace(info, code_stamp=1).covers(["bonding"], False, out, REPO,
+    assert replace(info, kernel_pid=1).covers(["bonding"], False, out, cwd, sys.executable)
+    assert "code changed" in replace(info, code_stamp=1).covers(["bonding"], False, out, cwd,
                                                                sys.executable)
