@@ -48,6 +48,9 @@ class Params(BondParams):
     xmit_hash_policy: str | None = None  # how flows spread over the members
     min_links: int | None = Field(None, description="members up before carrier")
     ad_select: str | None = None         # which aggregator is used (802.3ad)
+    ad_actor_system: str | None = None   # the LACP system id sent (802.3ad; MC-LAG)
+    ad_actor_sys_prio: int | None = None  # its priority, 1-65535 (802.3ad)
+    ad_user_port_key: int | None = None   # upper bits of the LACP key, 0-1023 (802.3ad)
 
     @model_serializer(mode="wrap")
     def _asked_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, object]:

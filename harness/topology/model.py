@@ -63,6 +63,10 @@ class Bond:
     name: str
     members: tuple[str, ...]
     settings: BondSettings
+    # 802.3ad numbers a bond's ports 1, 2, ... in enslave order and has no option to
+    # choose: the number its first member gets (see netlink.build_bond). An MC-LAG pair's
+    # second switch starts after the first's, as real pairs' port numbers differ.
+    first_port: int = 1
 
 
 @dataclass(frozen=True)
@@ -157,12 +161,20 @@ class Topology:
         self.lags.append(lag)
         return lag
 
-    def add_bond(self, node: str, name: str, members: list[str], **options: Any) -> Bond:
+    def add_bond(self, node: str, name: str, members: list[str], *, first_port: int = 1,
+                 **options: Any) -> Bond:
         """A bond with ``options`` under their kernel names (``mode`` among them), checked
         against each other and the kernel's rules here, once, before anything exists: a
-        ConfigError names a bad one."""
+        ConfigError names a bad one. ``first_port``: the 802.3ad port number of its first
+        member."""
         settings = bond_settings(options, members, f"{node}:{name}")
-        bond = Bond(node, name, tuple(members), settings)
+        if first_port != 1 and settings.mode != "802.3ad":
+            raise ConfigError(f"bond {node}:{name}: first_port={first_port} in mode"
+                              f" {settings.mode}", "port numbers exist in 802.3ad only")
+        if not 1 <= first_port <= 255:
+            raise ConfigError(f"bond {node}:{name}: first_port={first_port}",
+                              "give a port number from 1 to 255")
+        bond = Bond(node, name, tuple(members), settings, first_port)
         self.bonds.append(bond)
         return bond
 

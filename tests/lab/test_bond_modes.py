@@ -39,7 +39,8 @@ CASES: dict[str, dict[str, str]] = {
                     "min_links": "2"},
     "broadcast": {"bond_mode": "3", "miimon": "200", "downdelay": "400"},
     "802.3ad": {"bond_mode": "802.3ad", "lacp_rate": "fast", "ad_select": "bandwidth",
-                "xmit_hash_policy": "layer2+3"},
+                "xmit_hash_policy": "layer2+3", "ad_actor_system": "02:00:5E:10:00:01",
+                "ad_actor_sys_prio": "100", "ad_user_port_key": "5"},
     "balance-tlb": {"bond_mode": "balance-tlb", "primary": "eth0",
                     "xmit_hash_policy": "encap3+4"},
     "balance-alb": {"bond_mode": "6", "primary": "eth1", "primary_reselect": "better",
@@ -58,7 +59,8 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "balance-xor": {"mode": "balance-xor", "xmit_hash_policy": "layer3+4", "min_links": 2},
     "broadcast": {"mode": "broadcast", "miimon": 200, "downdelay": 400},
     "802.3ad": {"mode": "802.3ad", "lacp_rate": "fast", "ad_select": "bandwidth",
-                "xmit_hash_policy": "layer2+3"},
+                "xmit_hash_policy": "layer2+3", "ad_actor_system": "02:00:5e:10:00:01",
+                "ad_actor_sys_prio": 100, "ad_user_port_key": 5},
     "balance-tlb": {"mode": "balance-tlb", "primary": "eth0", "xmit_hash_policy": "encap3+4"},
     "balance-alb": {"mode": "balance-alb", "primary": "eth1", "primary_reselect": "better",
                     "fail_over_mac": "follow"},
@@ -121,7 +123,8 @@ def _guest_refusals() -> list[dict[str, Any]]:
                 if mode in opt.modes:
                     continue
                 value = opt.values[-1] if opt.kind == "enum" else {
-                    "ms": 100, "count": 1, "targets": ["198.51.100.1"], "member": "rt0"}[opt.kind]
+                    "ms": 100, "count": 1, "targets": ["198.51.100.1"], "member": "rt0",
+                    "mac": "02:00:5e:10:00:01"}[opt.kind]
                 settings = bonds.BondSettings(mode, {key: value},
                                               {key: bonds.netlink_value(opt, value)})
                 line: dict[str, Any] = {"case": "refusal", "option": key, "mode": mode,
@@ -170,7 +173,8 @@ def test_every_option_is_read_back_not_only_those_asked(cases, case):
     options = cases[case]["state"]["options"]
     assert set(options) == {"miimon", "updelay", "downdelay", "arp_interval", "arp_ip_target",
                             "arp_validate", "primary", "primary_reselect", "fail_over_mac",
-                            "xmit_hash_policy", "min_links", "lacp_rate", "ad_select"}
+                            "xmit_hash_policy", "min_links", "lacp_rate", "ad_select",
+                            "ad_actor_system", "ad_actor_sys_prio", "ad_user_port_key"}
     assert all(v is not None for k, v in options.items() if k != "primary")
 
 
@@ -214,7 +218,8 @@ def test_counters_show_which_members_carried_the_pings(cases):
 def test_the_kernel_refuses_what_the_harness_says_it_refuses(guest_lines):
     refusals = [line for line in guest_lines if line["case"] == "refusal"]
     assert {line["option"] for line in refusals} == {
-        "arp_interval", "arp_validate", "primary", "lacp_rate", "ad_select"}
+        "arp_interval", "arp_validate", "primary", "lacp_rate", "ad_select",
+        "ad_actor_system", "ad_actor_sys_prio", "ad_user_port_key"}
     for line in refusals:
         where = f"{line['option']} in {line['mode']}"
         if line["harness_says_refused"]:

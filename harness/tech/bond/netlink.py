@@ -83,7 +83,7 @@ def create_bond(ipr: IPRoute, bond: Bond) -> None:
     when the other end of its cable is a running bond's member (two servers bonded to
     each other), that bond's MII monitor may catch the carrier loss and count a link
     failure that no scenario caused."""
-    build_bond(ipr, bond.name, bond.members, bond.settings)
+    build_bond(ipr, bond.name, bond.members, bond.settings, bond.first_port)
 
 
 def start_bond(ipr: IPRoute, bond: Bond) -> None:
@@ -95,9 +95,14 @@ def start_bond(ipr: IPRoute, bond: Bond) -> None:
 
 
 def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
-               settings: BondSettings) -> None:
+               settings: BondSettings, first_port: int = 1) -> None:
     """Apply ``settings`` as they are, members enslaved, all down: on a refusal the bond
-    is deleted (its members released) and the error names the option."""
+    is deleted (its members released) and the error names the option.
+
+    802.3ad numbers ports in enslave order (the first member 1, then the last one's + 1)
+    and keeps the number when an earlier member leaves: ``first_port`` > 1 enslaves
+    that many minus one placeholder veths first and deletes them once the members are in.
+    """
     _request(f"to create bond {name} in mode {settings.mode}", "mode", lambda: ipr.link(
         "add", ifname=name, kind="bond", bond_mode=mode_number(settings.mode)))
     master = ifindex(ipr, name)
@@ -107,11 +112,16 @@ def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
         for key, value in settings.netlink.items():
             if key != "primary":
                 _set(ipr, master, name, key, settings.wanted[key], value, settings.mode)
-        for member in members:
+        placeholders = [f"{name[:8]}ph{i}" for i in range(first_port - 1)]
+        for placeholder in placeholders:
+            ipr.link("add", ifname=placeholder, kind="veth", peer=placeholder + "p")
+        for member in [*placeholders, *members]:
             idx = ifindex(ipr, member)
             # The kernel refuses to enslave an interface that is up.
             ipr.link("set", index=idx, state="down")
             ipr.link("set", index=idx, master=master)
+        for placeholder in placeholders:  # the veth's peer goes with it
+            ipr.link("del", index=ifindex(ipr, placeholder))
         if "primary" in settings.netlink:
             _set(ipr, master, name, "primary", settings.wanted["primary"],
                  ifindex(ipr, settings.wanted["primary"]), settings.mode)
@@ -184,6 +194,8 @@ def read_options(data: Any, names: Mapping[int, str]) -> dict[str, Any]:
             value = [_target(cell) for cell in raw or ()]
         elif opt.kind == "member":  # absent until the primary is a member
             value = names.get(raw) if raw else None
+        elif opt.kind == "mac":
+            value = str(raw).lower() if raw else None
         else:
             value = raw
         options[key] = value

@@ -45,7 +45,7 @@ def mode_name(mode: str | int) -> str:
     return BOND_MODES[mode_number(mode)]
 
 
-Kind = Literal["ms", "count", "enum", "targets", "member"]
+Kind = Literal["ms", "count", "enum", "targets", "member", "mac"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,8 @@ class Option:
     modes: tuple[str, ...] = BOND_MODES  # modes where it means something
     # Outside ``modes`` the kernel refuses it (EACCES), or else takes it and ignores it.
     refused_elsewhere: bool = True
+    # The kernel's own range where it is narrower than an int's (bond_options.c tables).
+    span: tuple[int, int] | None = None
 
     @property
     def keyword(self) -> str:
@@ -67,7 +69,9 @@ class Option:
     @property
     def limits(self) -> tuple[int, int] | None:
         """The smallest and largest whole number the kernel holds (times and counts)."""
-        return (0, INT_MAX) if self.kind in ("ms", "count") else None
+        if self.kind not in ("ms", "count"):
+            return None
+        return self.span or (0, INT_MAX)
 
 
 # In the order they are set: miimon before the delays counted in its ticks (see
@@ -92,6 +96,14 @@ OPTIONS: dict[str, Option] = {
     "lacp_rate": Option("IFLA_BOND_AD_LACP_RATE", "enum", ("slow", "fast"), ("802.3ad",)),
     "ad_select": Option("IFLA_BOND_AD_SELECT", "enum", ("stable", "bandwidth", "count"),
                         ("802.3ad",), refused_elsewhere=False),
+    # What an MC-LAG pair's two switches share so that a server sees one partner: the
+    # LACP system id (a MAC; changeable on a running bond), its priority and the upper
+    # ten bits of the key (only while the bond is down).
+    "ad_actor_system": Option("IFLA_BOND_AD_ACTOR_SYSTEM", "mac", modes=("802.3ad",)),
+    "ad_actor_sys_prio": Option("IFLA_BOND_AD_ACTOR_SYS_PRIO", "count", modes=("802.3ad",),
+                                span=(1, 65535)),
+    "ad_user_port_key": Option("IFLA_BOND_AD_USER_PORT_KEY", "count", modes=("802.3ad",),
+                               span=(0, 1023)),
 }
 # pyroute2's name for an option the kernel calls otherwise.
 ALIASES = {"ad_lacp_rate": "lacp_rate"}
@@ -149,7 +161,29 @@ def option_value(key: str, value: Any, members: Sequence[str] | None = None,
         if members is not None and value not in members:
             raise bad("is not a member of the bond", "name one of " + ", ".join(members))
         return value
+    if opt.kind == "mac":
+        try:
+            return unicast_mac(value)
+        except ValueError as exc:
+            raise bad(str(exc), "give a unicast MAC such as 02:00:5e:10:00:01 (a locally"
+                      " administered one: first octet 02)") from None
     return parse_arp_targets(value, bond)
+
+
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+def unicast_mac(value: Any) -> str:
+    """``value`` as a lower-case MAC that may identify a system (the kernel's
+    is_valid_ether_addr: not multicast, not all zeros), or ValueError saying why not."""
+    text = str(value).strip().lower().replace("-", ":")
+    if not MAC.fullmatch(text):
+        raise ValueError("is not a MAC address (six hex octets, colon-separated)")
+    if int(text[:2], 16) & 1:
+        raise ValueError("is a multicast MAC (the first octet's low bit is set)")
+    if text == "00:00:00:00:00:00":
+        raise ValueError("is the all-zeros MAC")
+    return text
 
 
 def enum_value(key: str, value: Any, bond: str = "") -> str:
@@ -230,4 +264,6 @@ def netlink_value(opt: Option, value: Any) -> Any:
     """``value`` (checked, as the kernel names it) as netlink carries it."""
     if opt.kind == "enum":
         return opt.values.index(value)
+    if opt.kind == "mac":  # six bytes (pyroute2 would send the text itself)
+        return bytes.fromhex(value.replace(":", ""))
     return value  # ms, counts, target lists; a member name becomes an ifindex later
