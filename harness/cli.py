@@ -103,8 +103,11 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
     if lab not in LABS:
         raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one of them")
     scenario, topology, params = _resolve(scenario_path, overrides)
+    # shaped cables (a topology's rate parameter) need tbf, whatever the scenario lists
+    needs = list(dict.fromkeys([*scenario.requires,
+                                *(["tbf"] if any(k.rate_mbit for k in topology.links) else [])]))
     inside_uml = os.environ.get("REDLAB_LAB") == "uml"
-    where = "native" if inside_uml else choose_lab(lab, scenario.requires)
+    where = "native" if inside_uml else choose_lab(lab, needs)
     run_id = run_id or new_run_id()
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -117,7 +120,7 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         from harness.inject.filter import TC_MODULES
 
         drops = any(step.action == "drop_control" for step in scenario.steps)
-        _in_uml(args, out, run_id, deadline, scenario.requires, TC_MODULES if drops else ())
+        _in_uml(args, out, run_id, deadline, needs, TC_MODULES if drops else ())
         return
     started = time.monotonic()
     store = run_scenario(RunRequest(scenario, scenario_path.resolve(), topology, params,
@@ -178,12 +181,14 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
     costs hundreds of ms inside UML, which must not land inside a measured failure."""
     from harness.lab import capabilities, guest_modules, shared_guest
     from harness.lab.uml import GuestSpec, run_in_uml
+    from harness.results.plot import DEFER_ENV, draw_pending
 
     argv = [sys.executable, "-m", "harness", *args, "--lab", "native", "--out", str(out),
             "--run-id", run_id]
     modules = (*guest_modules([*capabilities.LAB_BASE_FEATURES, *requires]), *extra_modules)
     start_ovs = "openvswitch" in requires
     out.mkdir(parents=True, exist_ok=True)
+    env = {**shared_guest.GUEST_ENV, DEFER_ENV: "1"}  # plots: drawn here, afterwards
     with Journal(f"{run_id}-host") as journal:
         journal.record("run_folder", path=str(out))
         # A guest already booted for a whole test session or suite, if there is one.
@@ -191,17 +196,17 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
         if shared is not None:
             log.info("running redlab %s in the shared User-mode Linux guest %s", args[0],
                      shared.spool)
-            result = shared.submit(argv, Path.cwd(), shared_guest.GUEST_ENV, deadline,
-                                   journal)
+            result = shared.submit(argv, Path.cwd(), env, deadline, journal)
         else:
             log.info("booting User-mode Linux for redlab %s (modules: %s)", args[0],
                      ", ".join(requires) or "none")
             result = run_in_uml(GuestSpec(argv=argv, cwd=Path.cwd(), writable=[out],
-                                          env=shared_guest.GUEST_ENV, modules=modules,
+                                          env=env, modules=modules,
                                           start_ovs=start_ovs),
                                 deadline_s=deadline, journal=journal)
     log.info("UML: boot %.1f s, run %.1f s, exit %d", result.boot_s, result.run_s,
              result.returncode)
+    draw_pending(out)  # what was measured is drawn, whatever stopped the run
     if result.returncode != 0:
         raise typer.Exit(result.returncode)
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ from harness.measure.iperf import IperfRun, IperfSettings
 from harness.measure.probe import ProbeRun, ProbeSettings
 from harness.results import summary
 from harness.results.events import EventLog
-from harness.results.plot import draw_trial
+from harness.results.plot import DEFER_ENV, draw_trial
 from harness.results.store import RunStore, lab_kind
 from harness.scenario.model import Scenario
 from harness.scenario.timeline import Timeline
@@ -127,7 +128,8 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         _write_json(tdir / summary.TRIAL_FILE, facts)
     events.sort()
     row = summary.trial_row(tdir, store.meta)
-    draw_trial(tdir)
+    if not os.environ.get(DEFER_ENV):
+        draw_trial(tdir)
     return row
 
 

@@ -28,19 +28,18 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(scope="session", autouse=True)
 def shared_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedGuest | None]:
-    """With REDLAB_SHARED_GUEST=1, one User-mode Linux guest for the whole session, where
-    the host lacks bonding: every `redlab run` under pytest's temporary folder that needs a
-    guest submits its command there (REDLAB_GUEST) instead of booting one, saving the
-    boot, Python's imports in the guest and the Open vSwitch wait per run (about 4.5 s a
-    bond run, 6 s an OVS run: 438 s -> 400 s on test_lag, test_failback and
-    test_two_switches).  Each run is still its own process on a real kernel.  Off by
-    default until issue 13 settles it: one full lab run with it had a calibration figure
-    out of bounds in the guest (since changed, not yet re-proven).  Tests marked
-    ``private_guest`` always boot their own guests."""
+    """One User-mode Linux guest for the whole session, where the host lacks bonding
+    (REDLAB_SHARED_GUEST=0 turns it off): every `redlab run` under pytest's temporary
+    folder that needs a guest submits its command there (REDLAB_GUEST) instead of booting
+    one, saving the boot, Python's imports in the guest and the Open vSwitch wait per run
+    (about 4.5 s a bond run, 6 s an OVS run: 438 s -> 400 s on test_lag, test_failback and
+    test_two_switches).  Each run is still its own process on a real kernel.  Tests
+    marked ``private_guest``, and the calibration (the probe's error on a fresh guest, as
+    a user's own calibration boots one), boot their own guests."""
     from harness.inject.filter import TC_MODULES
     from harness.lab import capabilities, guest_modules, uml
 
-    if (not os.environ.get("REDLAB_SHARED_GUEST") or not uml.uml_available()
+    if (os.environ.get("REDLAB_SHARED_GUEST", "1") == "0" or not uml.uml_available()
             or capabilities.probe("bonding")):
         yield None
         return

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from harness.lab import uml
+from harness.lab.shared_guest import ENV_VAR
 
 from ..conftest import LAB_REPORT, redlab
 
@@ -39,7 +40,11 @@ def calibrate(tmp_path_factory, lab: str) -> pd.DataFrame:
 def calibration(request, tmp_path_factory) -> pd.DataFrame:
     if request.param == "uml" and not uml.uml_available():
         pytest.skip("user-mode-linux is not installed (scripts/bootstrap installs it)")
-    return calibrate(tmp_path_factory, request.param)
+    # A guest of its own, as a user's `redlab calibrate --lab uml` boots: the probe's
+    # error on a fresh guest, not on one that has served the session's other labs.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.delenv(ENV_VAR, raising=False)
+        return calibrate(tmp_path_factory, request.param)
 
 
 def test_one_row_per_injected_outage_with_the_required_columns(calibration):

@@ -195,3 +195,21 @@ def test_plot_run_skips_a_trial_that_stopped_before_traffic_started(tmp_path):
     (run / "trial-002" / "events.csv").write_text("t_ns,t_s,kind,node,detail\n")
     assert plot_run(run) == [run / "trial-001" / "trial.png"]
     assert not (run / "trial-002" / "trial.png").exists()
+
+
+def test_plots_left_by_a_guest_are_drawn_on_the_host_for_measured_trials_only(tmp_path):
+    from harness.results.plot import draw_pending
+    from harness.results.summary import TRIAL_FILE
+
+    run = tmp_path / "run"
+    for n in (1, 2, 3):
+        write_trial(run / f"trial-00{n}")
+    (run / "metadata.json").write_text(json.dumps({"scenario": {"name": "s"}, "params": {}}))
+    (run / "trial-001" / TRIAL_FILE).write_text("{}")
+    (run / "trial-002" / TRIAL_FILE).write_text("{}")
+    (run / "trial-002" / "trial.png").write_bytes(b"drawn in the guest")
+    draw_pending(run)  # trial-003 stopped before its traffic ended: no trial.json
+    assert (run / "trial-001" / "trial.png").read_bytes()[:8] == PNG_MAGIC
+    assert (run / "trial-001" / "samples.csv").is_file()
+    assert (run / "trial-002" / "trial.png").read_bytes() == b"drawn in the guest"
+    assert not (run / "trial-003" / "trial.png").exists()
