@@ -53,7 +53,9 @@ class Step(Strict):
       packets out of it (found from its counters before other traffic starts), so
       that in a LAG the probe's own flow is one of those that lose their member;
     - ``device_down``: every cable of ``node`` at once, its daemons killed (no goodbye);
-      restored, the node "reboots": cables up, daemons started afresh;
+      restored, the node "reboots": cables up, daemons started afresh. With
+      ``interface`` (and ``end: far``), the device at the far end of that cable dies:
+      ``node: srv, interface: probe`` is the switch that the probe's packets leave srv to;
     - ``daemon_crash``: ``daemon`` (keepalived) on ``node`` killed with SIGKILL while the
       box stays up; restored, it is started again;
     - ``drop_control``: ``protocol`` (lacp or vrrp) frames dropped on ``node:interface``
@@ -82,6 +84,9 @@ class Step(Strict):
             raise ValueError(f"a {self.action} step needs a node")
         if self.action in NEEDS_INTERFACE and not self.interface:
             raise ValueError(f"a {self.action} step needs an interface")
+        if self.action == "device_down" and self.interface and self.end not in (None, "far"):
+            raise ValueError("a device_down step with an interface kills the device at the"
+                             " far end of that cable: give end: far, or no interface")
         if self.action == "daemon_crash" and not self.daemon:
             raise ValueError("a daemon_crash step needs a daemon, e.g. daemon: keepalived")
         if self.action == "drop_control" and not self.protocol:

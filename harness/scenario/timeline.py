@@ -40,7 +40,8 @@ class Timeline:
         if step.action == "cut":
             return LinkCut(self.lab, step.node, intf, step.end or "far")
         if step.action == "device_down":
-            return DeviceFailure(self.lab, step.node, self.lab.daemon_processes(step.node))
+            node = self.lab.topo.far_end(step.node, intf)[0] if intf else step.node
+            return DeviceFailure(self.lab, node, self.lab.daemon_processes(node))
         if step.action == "daemon_crash":
             return self._crash(step.node, step.daemon or "")
         if step.action == "drop_control":
@@ -70,6 +71,7 @@ class Timeline:
                 self.lab.rebooted(failure.node)
         else:
             failure, kind = self._failure(step), step.action
+            where = getattr(failure, "node", None) or step.node
             t = failure.apply()
             self.pending.append(failure)
             silenced_ns = None
@@ -80,10 +82,10 @@ class Timeline:
                                 f"frozen; call {(stopped - before) / 1e6:.1f} ms",
                                 t_ns=(before + stopped) // 2)
             # restore() overwrites call_ns: keep the failure's own now
-            self.facts.append({"action": step.action, "node": step.node, "t_ns": t,
+            self.facts.append({"action": step.action, "node": where, "t_ns": t,
                                "call_ns": failure.call_ns, "silenced_ns": silenced_ns,
                                "describe": failure.describe()})
-        self.events.add(kind, step.node or getattr(failure, "node", ""),
+        self.events.add(kind, getattr(failure, "node", None) or step.node or "",
                         f"{failure.describe()}; call {failure.call_ns / 1e6:.1f} ms", t_ns=t)
 
     def restore_all(self) -> None:

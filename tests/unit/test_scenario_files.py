@@ -126,3 +126,12 @@ def test_a_sweep_expands_into_one_run_per_combination(tmp_path):
     assert [(r.params["miimon"], r.params["traffic.parallel"]) for r in runs] == [
         (10, 1), (10, 4), (100, 1), (100, 4)]
     assert all(r.params["updelay"] == 0 and not r.sweep for r in runs)
+
+
+def test_a_device_named_by_the_cable_to_it_must_be_the_far_end(tmp_path):
+    far = VALID.replace("action: cut, node: srv, interface: active, end: far",
+                        "action: device_down, node: srv, interface: eth0, end: far")
+    assert load_scenario(write(tmp_path, far)).steps[0].interface == "eth0"
+    near = far.replace("end: far", "end: near")
+    with pytest.raises(ConfigError, match="far end of that cable"):
+        load_scenario(write(tmp_path, near))

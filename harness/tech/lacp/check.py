@@ -69,6 +69,15 @@ def _linux_end(side: LinuxLacp, label: str) -> LagEnd:
     elif side.aggregator and side.aggregator.ports != len(side.members):
         problems.append(f"{label}: the active aggregator {active} has"
                         f" {side.aggregator.ports} of {len(side.members)} members")
+    groups: dict[int | None, list[str]] = {}
+    for m in side.members.values():
+        if m.mii_up:
+            groups.setdefault(m.aggregator_id, []).append(m.name)
+    if len(groups) > 1:
+        problems.append(f"{label}: split into {len(groups)} aggregators ("
+                        + "; ".join(f"agg {agg}: {', '.join(names)}"
+                                    for agg, names in sorted(groups.items(), key=str))
+                        + "): its members' partners are not one system with one key")
     if any(m.actor is None for m in side.members.values()):
         problems.append(f"{label}: the LACP details are missing: read"
                         f" /proc/net/bonding/{side.bond or '<bond>'} as root")
@@ -87,6 +96,27 @@ def _ovs_end(side: OvsLacp, label: str) -> LagEnd:
         + ("" if m.may_enable else ", disabled"),
         in_aggregate=m.attached and m.may_enable, actor=m.actor, partner=m.partner,
         status=m.status) for m in side.members.values())
+    return LagEnd(label, members, tuple(problems))
+
+
+NOT_ONE_SYSTEM = "the switches do not present one system"
+
+
+def logical_end(ends: Mapping[str, LacpSide | LagEnd]) -> LagEnd:
+    """One aggregate made of several nodes' aggregates (the switches of an MC-LAG pair,
+    as the server they share sees them): members named ``node:member``; a problem when
+    they do not all present one system id and key."""
+    parts = {node: _as_end(side, _label(side, "?")) for node, side in ends.items()}
+    members = tuple(replace(m, name=f"{node}:{m.name}")
+                    for node, end in parts.items() for m in end.members)
+    problems = [f"{node} {p}" for node, end in parts.items() for p in end.problems]
+    identities = {node: {(m.actor.system, m.actor.key) for m in end.members if m.actor}
+                  for node, end in parts.items()}
+    if len(set().union(*identities.values())) > 1:
+        problems.append(NOT_ONE_SYSTEM + ": " + "; ".join(
+            f"{node} " + ", ".join(f"system {s} key {k}" for s, k in sorted(ids))
+            for node, ids in identities.items()))
+    label = " + ".join(f"{node} {end.label}" for node, end in parts.items())
     return LagEnd(label, members, tuple(problems))
 
 

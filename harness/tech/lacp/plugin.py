@@ -34,63 +34,110 @@ class LacpNegotiation(Technology):
         return bool(bundles(topo))
 
     def start(self) -> None:
-        for a, b, links in bundles(self.lab.topo):
-            names = {self.lab.ifname(a, x): self.lab.ifname(b, y) for x, y in links.items()}
-            verdict = check.wait_negotiated(lambda a=a, b=b: (self.read(a), self.read(b)),
-                                            links=names)
-            self.tables[f"{a} - {b}"] = verdict.table
+        for bundle in bundles(self.lab.topo):
+            links = self._linked(bundle)
+            near, far = self.read_bundle(bundle)
+            if isinstance(far, check.LagEnd) and any(
+                    p.startswith(check.NOT_ONE_SYSTEM) for p in far.problems):
+                # configuration, read back: no amount of waiting mends it
+                check.check_negotiated(near, far, links=links)
+            verdict = check.wait_negotiated(lambda b=bundle: self.read_bundle(b),
+                                            links=links)
+            self.tables[bundle.key] = verdict.table
 
     def state(self) -> dict[str, Any]:
         return {"lacp_negotiated": {k: v.splitlines() for k, v in self.tables.items()}}
 
-    def read(self, node: str) -> End:
-        """``node``'s LACP state; an end with only a problem where it speaks no LACP."""
+    def read_bundle(self, bundle: Bundle) -> tuple[End, End]:
+        """Both ends as read now: the far end of a bundle that spans several nodes (an
+        MC-LAG pair) is one logical aggregate of all their members."""
+        near = self.read(bundle.near)
+        if len(bundle.far) == 1:
+            return near, self.read(bundle.far[0])
+        return near, check.logical_end({agg.node: self.read(agg) for agg in bundle.far})
+
+    def _linked(self, bundle: Bundle) -> dict[str, str]:
+        """The near end's member interface -> the far member as the check names it."""
+        lab, many = self.lab, len(bundle.far) > 1
+        return {lab.ifname(bundle.near.node, mine): (
+            f"{agg.node}:{lab.ifname(agg.node, theirs)}" if many
+            else lab.ifname(agg.node, theirs)) for mine, (agg, theirs) in bundle.links.items()}
+
+    def read(self, agg: Aggregate) -> End:
+        """``agg``'s LACP state; an end with only a problem where it speaks no LACP."""
         topo, lab = self.lab.topo, self.lab
-        name = lacp_end(topo, node)
-        if name is None:
-            # a bundle exists only between aggregates: node has a LAG or a bond
-            lag = next((g for g in topo.lags if g.switch == node), None)
-            what = (f"ovs {lab.ifname(node, lag.name)} (lacp=off)" if lag else
-                    f"linux {topo.bond(node).name} (mode {topo.bond(node).settings.mode})")
+        if not speaks_lacp(topo, agg):
+            what = (f"ovs {lab.ifname(agg.node, agg.name)} (lacp=off)" if agg.ovs else
+                    f"linux {agg.name} (mode {topo.bond(agg.node, agg.name).settings.mode})")
             return check.LagEnd(what, (), (f"{what}: does not speak LACP",))
-        if topo.nodes[node].kind == "switch":
-            return lacp_ovs.read_ovs(lab.ifname(node, name))
-        return linux.read_linux(name, lab.pid(node))
+        if agg.ovs:
+            return lacp_ovs.read_ovs(lab.ifname(agg.node, agg.name))
+        return linux.read_linux(agg.name, lab.pid(agg.node))
+
+
+class Aggregate(NamedTuple):
+    """A kernel bond on a host, or an Open vSwitch LAG on a switch."""
+
+    node: str
+    name: str
+    ovs: bool = False
 
 
 class Bundle(NamedTuple):
-    """The two ends of one cable bundle, and which member faces which."""
+    """The cables between one aggregate and the aggregates at their far ends: one (a LAG
+    between two boxes) or several (a server dual-homed to an MC-LAG pair)."""
 
-    a: str
-    b: str
-    links: dict[str, str]  # a's member interface -> b's, as the topology names them
+    near: Aggregate
+    far: tuple[Aggregate, ...]
+    links: dict[str, tuple[Aggregate, str]]  # near member -> far aggregate and member
+
+    @property
+    def key(self) -> str:
+        return f"{self.near.node} - {'+'.join(agg.node for agg in self.far)}"
 
 
-def lacp_end(topo: Topology, node: str) -> str | None:
-    """The LACP-speaking aggregate on ``node`` (an 802.3ad bond or an LACP LAG), if any."""
+def aggregate_of(topo: Topology, node: str, intf: str) -> Aggregate | None:
     for bond in topo.bonds:
-        if bond.node == node and bond.settings.mode == "802.3ad":
-            return bond.name
+        if bond.node == node and intf in bond.members:
+            return Aggregate(node, bond.name)
     for lag in topo.lags:
-        if lag.switch == node and ovs.lag_options(lag.options)["lacp"] != "off":
-            return lag.name
+        if lag.switch == node and intf in lag.ports:
+            return Aggregate(node, lag.name, ovs=True)
     return None
 
 
-def bundles(topo: Topology) -> list[Bundle]:
-    """Every cable bundle between two aggregates of which at least one speaks LACP."""
-    def member(node: str, intf: str) -> bool:
-        return (any(b.node == node and intf in b.members for b in topo.bonds)
-                or any(g.switch == node and intf in g.ports for g in topo.lags))
+def speaks_lacp(topo: Topology, agg: Aggregate) -> bool:
+    """An 802.3ad bond or an LACP LAG."""
+    if agg.ovs:
+        lag = next(g for g in topo.lags if g.switch == agg.node and g.name == agg.name)
+        return ovs.lag_options(lag.options)["lacp"] != "off"
+    return topo.bond(agg.node, agg.name).settings.mode == "802.3ad"
 
-    found: dict[tuple[str, str], dict[str, str]] = {}
+
+def bundles(topo: Topology) -> list[Bundle]:
+    """Every cable bundle between aggregates of which at least one speaks LACP.  An
+    aggregate cabled to several others is one bundle with all of them (the far ends
+    should then present one system, as an MC-LAG pair does); otherwise the near end is
+    the one whose node comes first by name."""
+    cabled: dict[Aggregate, dict[str, tuple[Aggregate, str]]] = {}
     for link in topo.links:
-        a, b = (link.a, link.a_intf), (link.b, link.b_intf)
-        if not (member(*a) and member(*b)):
+        a = aggregate_of(topo, link.a, link.a_intf)
+        b = aggregate_of(topo, link.b, link.b_intf)
+        if a is None or b is None or not (speaks_lacp(topo, a) or speaks_lacp(topo, b)):
             continue
-        if lacp_end(topo, a[0]) is None and lacp_end(topo, b[0]) is None:
+        cabled.setdefault(a, {})[link.a_intf] = (b, link.b_intf)
+        cabled.setdefault(b, {})[link.b_intf] = (a, link.a_intf)
+
+    def far(agg: Aggregate) -> tuple[Aggregate, ...]:
+        return tuple(sorted({other for other, _ in cabled[agg].values()}))
+
+    spanning = [agg for agg in cabled if len(far(agg)) > 1]
+    taken = {other for agg in spanning for other in far(agg)}
+    found = [Bundle(agg, far(agg), cabled[agg]) for agg in spanning]
+    for agg, links in cabled.items():
+        if agg in taken or agg in spanning:
             continue
-        key = tuple(sorted((a[0], b[0])))
-        first, second = (a, b) if key[0] == a[0] else (b, a)
-        found.setdefault(key, {})[first[1]] = second[1]  # type: ignore[index]
-    return [Bundle(a, b, links) for (a, b), links in found.items()]
+        (other,) = far(agg)
+        if (agg.node, agg.name) < (other.node, other.name):
+            found.append(Bundle(agg, (other,), links))
+    return found
