@@ -25,7 +25,7 @@ from matplotlib.patches import Patch
 from harness.errors import LabError
 from harness.results.samples import LOSS_BIN_NS, Trial, load_trial, samples_frame
 from harness.results.summary import FAILURES as STEP_FAILURES
-from harness.results.summary import failover_outage
+from harness.results.summary import TRIAL_FILE, failover_outage, failure_call_ns
 
 FAILURES = set(STEP_FAILURES)
 REPAIRS = {"restore"}
@@ -55,7 +55,8 @@ def trial_figure(trial: Trial, gap: tuple[int, int] | None = None) -> Figure:
     failure = next((e for e in trial.events if e["kind"] in FAILURES), None)
     derived = gap is None
     if gap is None and failure is not None and trial.packets:
-        outage = failover_outage(trial.packets, int(failure["t_ns"]))
+        outage = failover_outage(trial.packets, int(failure["t_ns"]),
+                                 failure_call_ns(_facts(trial.path)))
         if outage is not None:  # an open edge ends at the outage's own lost sends
             gap = (outage.begin_ns, outage.end_ns or outage.last_lost_sent_ns)
     gap_s = None if gap is None else ((gap[0] - trial.t0_ns) / 1e9, (gap[1] - trial.t0_ns) / 1e9)
@@ -94,10 +95,16 @@ def trial_figure(trial: Trial, gap: tuple[int, int] | None = None) -> Figure:
 DEFER_ENV = "REDLAB_DEFER_PLOTS"
 
 
+def _facts(trial_dir: Path) -> dict[str, Any]:
+    """trial.json ({} for a trial folder without one: an interrupted run's last)."""
+    try:
+        return json.loads((trial_dir / TRIAL_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
 def draw_pending(run_dir: Path) -> None:
     """Draw every measured trial of ``run_dir`` that has no plot yet."""
-    from harness.results.summary import TRIAL_FILE
-
     for trial_dir in sorted(run_dir.glob("trial-*")):
         if (trial_dir / TRIAL_FILE).is_file() and not (trial_dir / "trial.png").exists():
             draw_trial(trial_dir)

@@ -96,12 +96,24 @@ def _probe_record(trial_dir: Path, traffic: Mapping[str, Any]) -> ProbeRecord:
                                 int(float(traffic["probe_interval_ms"]) * 1e6))
 
 
-def failover_outage(packets: Sequence[Packet], failure_ns: int) -> outages.Outage | None:
+def failover_outage(packets: Sequence[Packet], failure_ns: int,
+                    call_ns: int = 0) -> outages.Outage | None:
     """The round-trip outage a failure at ``failure_ns`` caused, if it caused one: the run
     of lost probes whose window covers the failure, or else the first that begins within
-    EVENT_OUTAGE_WITHIN_S after it (a timer had to expire first)."""
+    EVENT_OUTAGE_WITHIN_S after it (a timer had to expire first).
+
+    The failure is stamped at the middle of the call that made it (``call_ns`` long):
+    it may have taken effect from the call's start, and an outage that fast can be over
+    by the stamp (seen in UML: lost from 3.011 to 3.051 s, a cut called from 3.011 to
+    3.092 s), so the search starts there."""
     rt = outages.analyse(packets, "round_trip")
-    return rt.outage_for_event(failure_ns, int(EVENT_OUTAGE_WITHIN_S * 1e9))
+    return rt.outage_for_event(failure_ns - call_ns // 2, int(EVENT_OUTAGE_WITHIN_S * 1e9))
+
+
+def failure_call_ns(facts: Mapping[str, Any]) -> int:
+    """How long the call that made the trial's first failure took (trial.json)."""
+    failures = facts.get("failures") or [{}]
+    return int(failures[0].get("call_ns") or 0)
 
 
 def trial_row(trial_dir: Path, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -145,7 +157,10 @@ def base_columns(trial: TrialRecord) -> dict[str, Any]:
     within = int(EVENT_OUTAGE_WITHIN_S * 1e9)
     by_dir = {d: outages.analyse_record(trial.probe, d) for d in outages.DIRECTIONS}
     rt = by_dir["round_trip"]
-    failover = failover_outage(trial.probe.packets, cut_ns) if cut else None
+    # the search for the failure's outage starts with its call (see failover_outage)
+    called_ns = cut_ns - failure_call_ns(facts) // 2
+    failover = (failover_outage(trial.probe.packets, cut_ns, failure_call_ns(facts))
+                if cut else None)
     failback = rt.outage_for_event(restore_ns, within) if restore else None
     if failback is not None and failback == failover:
         failback = None  # the path was still down when the cable came back
@@ -166,9 +181,9 @@ def base_columns(trial: TrialRecord) -> dict[str, Any]:
         "failover_gap_floor_ms": _figure(failover, "lost_span_ms", none_lost),
         "failover_arrival_gap_ms": _figure(failover, "arrival_gap_ms", none_lost),
         "loss_gap_ms": round(rt.loss_gap_ms, 3),
-        "gap_up_ms": _figure(by_dir["up"].outage_for_event(cut_ns, within), "duration_ms",
-                             none_lost),
-        "gap_down_ms": _figure(by_dir["down"].outage_for_event(cut_ns, within),
+        "gap_up_ms": _figure(by_dir["up"].outage_for_event(called_ns, within),
+                             "duration_ms", none_lost),
+        "gap_down_ms": _figure(by_dir["down"].outage_for_event(called_ns, within),
                                "duration_ms", none_lost),
         "outage_start_s": (round((failover.start_ns - trial.t0_ns) / 1e9, 6)
                            if failover and failover.start_ns else math.nan),

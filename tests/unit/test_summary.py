@@ -122,3 +122,18 @@ def test_a_trial_folder_missing_its_facts_is_one_clear_error(tmp_path):
     (run / "trial-001" / "trial.json").unlink()
     with pytest.raises(Exception, match="trial.json"):
         summary.trial_row(run / "trial-001")
+
+
+def test_a_failure_whose_outage_ended_before_its_stamp_still_owns_it():
+    """A cut is stamped at the middle of its call; under load the call lasts tens of ms
+    and a short outage that began with the call can be over by the stamp (seen in UML)."""
+    from harness.measure.probe import Packet
+    from harness.results.summary import failover_outage
+
+    ms = 1_000_000
+    packets = [Packet(n, n * ms, None if 30 <= n < 40 else n * ms + ms // 2, "false"
+                      if not 30 <= n < 40 else "true_up") for n in range(100)]
+    stamp, call = 45 * ms, 20 * ms   # called from 35 to 55 ms; lost from 30 to 40 ms
+    assert failover_outage(packets, stamp) is None
+    found = failover_outage(packets, stamp, call)
+    assert found is not None and found.lost == 10
