@@ -26,6 +26,7 @@ LACP_NEGOTIATED = 20.0     # LAG up -> both sides synchronized, collecting, dist
 TRAFFIC_DRAIN = 15.0       # traffic duration elapsed -> tool has written its JSON
 KEEPALIVED_START = 10.0    # keepalived started -> its VRRP child has written its pid file
 VRRP_ELECTED = 10.0        # keepalived running -> one MASTER, settled (+ 3 x master down)
+MCLAG_ELECTED = 10.0       # MC-LAG agents started -> primary and secondary (+ 3 x peer timeout)
 SYSCTL = 5.0               # sysctl in a node -> done
 
 T = TypeVar("T")

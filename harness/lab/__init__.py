@@ -16,7 +16,9 @@ LABS = ("auto", "native", "uml")
 
 def guest_modules(needs: Iterable[str]) -> tuple[str, ...]:
     """Kernel modules to load in a UML guest for the features ``needs``."""
-    return tuple(dict.fromkeys(capabilities.feature(name).module for name in needs))
+    return tuple(dict.fromkeys(module for name in needs
+                               for module in (capabilities.feature(name).module,
+                                              *capabilities.feature(name).also)))
 
 
 def choose_lab(requested: str, needs: Iterable[str]) -> str:

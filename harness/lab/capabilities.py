@@ -37,6 +37,7 @@ class Feature:
     name: str
     module: str   # kernel module that provides it (also the name inside the UML tree)
     package: str  # where a stock distribution ships that module
+    also: tuple[str, ...] = ()  # further modules a guest loads with it (no autoload there)
 
 
 FEATURES: dict[str, Feature] = {
@@ -48,6 +49,9 @@ FEATURES: dict[str, Feature] = {
     "team": Feature("team", "team", f"{_EXTRA}; plus libteam-utils for teamd"),
     "8021q": Feature("8021q", "8021q", _BASE),
     "bridge": Feature("bridge", "bridge", _BASE),
+    # tc flower on a clsact egress hook, matching the frame's ingress device: an MC-LAG
+    # leaf's split horizon (harness.tech.mclag)
+    "flower": Feature("flower", "cls_flower", _BASE, also=("sch_ingress", "act_gact")),
     "veth": Feature("veth", "veth", _BASE),
 }
 
@@ -87,14 +91,16 @@ def missing(names: Iterable[str]) -> list[str]:
 
 def _probe_all(names: list[str]) -> dict[str, bool]:
     results: dict[str, bool] = {}
-    link_features = [name for name in names if name != "openvswitch"]
+    link_features = [name for name in names if name not in ("openvswitch", "flower")]
     if "openvswitch" in names:
         results["openvswitch"] = _genl_family_exists("ovs_datapath")
-    if link_features:
+    if link_features or "flower" in names:
         with _scratch_netns() as netns, IPRoute(netns=netns, flags=0) as ipr:
             for name in link_features:
                 results[name] = _PROBES[name](ipr)
                 log.debug("kernel feature %s: %s", name, "yes" if results[name] else "no")
+            if "flower" in names:
+                results["flower"] = _probe_flower(ipr, netns)
     return results
 
 
@@ -168,6 +174,26 @@ def _qdisc(kind: str, **options: object) -> Callable[[IPRoute], bool]:
             return False
         return True  # the qdisc goes with the namespace
     return probe
+
+
+def _probe_flower(ipr: IPRoute, netns: str) -> bool:
+    """A flower filter matching the ingress device, on a veth's egress (pyroute2 has no
+    flower: tc itself asks, as the MC-LAG agent does)."""
+    if not _creates(ipr, ifname="pf0", kind="veth", peer="pf1"):
+        return False
+    tc = shutil.which("tc")
+    nsenter = shutil.which("nsenter")
+    if tc is None or nsenter is None:
+        return False
+    for argv in (["qdisc", "add", "dev", "pf0", "clsact"],
+                 ["filter", "add", "dev", "pf0", "egress", "pref", "1", "protocol", "all",
+                  "flower", "indev", "pf1", "action", "drop"]):
+        done = subprocess.run([nsenter, f"--net={netns}", tc, *argv], capture_output=True,
+                              timeout=timeouts.SYSCTL, check=False)
+        if done.returncode != 0:
+            log.debug("probe flower: %s", done.stderr.decode(errors="replace").strip())
+            return False
+    return True
 
 
 def _genl_family_exists(family: str) -> bool:

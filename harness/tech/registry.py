@@ -1,6 +1,7 @@
 """The technologies a lab can hold, in the order a lab builds and starts them (and stops
-them in reverse): Open vSwitch bridges and kernel bonds first, LACP once both ends of
-its bundles exist, VRRP last (its routers' interfaces must be up and addressed).
+them in reverse): Open vSwitch bridges and kernel bonds first, an MC-LAG pair's bridges
+and control plane around its bonds, LACP once both ends of its bundles exist, VRRP last
+(its routers' interfaces must be up and addressed).
 
 A new technology is one import and one entry here, beside its own package.
 """
@@ -10,11 +11,13 @@ from __future__ import annotations
 from harness.tech.base import Technology
 from harness.tech.bond.plugin import Bonds
 from harness.tech.lacp.plugin import LacpNegotiation
+from harness.tech.mclag.plugin import McLag
 from harness.tech.ovs.plugin import OvsSwitches
 from harness.tech.vrrp.plugin import VrrpRouters
 from harness.topology.model import Topology
 
-TECHNOLOGIES: tuple[type[Technology], ...] = (OvsSwitches, Bonds, LacpNegotiation, VrrpRouters)
+TECHNOLOGIES: tuple[type[Technology], ...] = (OvsSwitches, Bonds, McLag, LacpNegotiation,
+                                              VrrpRouters)
 
 
 def technologies_for(topo: Topology) -> list[type[Technology]]:

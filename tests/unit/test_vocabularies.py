@@ -45,7 +45,8 @@ def refusal(params: type, **given: object) -> str:
 
 
 def test_every_topology_with_a_bond_takes_its_parameters_from_the_vocabulary():
-    assert set(BONDED) == {"bond_pair", "bond_server", "bond_two_switches", "lag_server"}
+    assert set(BONDED) == {"bond_pair", "bond_server", "bond_two_switches", "lag_server",
+                           "mclag"}
     for name in BONDED:
         assert issubclass(params_of(name), BondParams), name
 
@@ -183,7 +184,11 @@ def test_scenario_features_and_the_lab_base_are_the_feature_table():
     assert set(capabilities.SCENARIO_FEATURES) | set(capabilities.LAB_BASE_FEATURES) == set(
         capabilities.FEATURES)
     assert not set(capabilities.SCENARIO_FEATURES) & set(capabilities.LAB_BASE_FEATURES)
-    assert len(guest_modules(capabilities.FEATURES)) == len(capabilities.FEATURES)
+    # each feature its own module (and any it needs with it in a guest), none shared
+    modules = [m for f in capabilities.FEATURES.values() for m in (f.module, *f.also)]
+    assert guest_modules(capabilities.FEATURES) == tuple(modules)
+    assert len(set(modules)) == len(modules)
+    assert guest_modules(["flower"]) == ("cls_flower", "sch_ingress", "act_gact")
 
 
 def scenario(requires: list[str]) -> Scenario:

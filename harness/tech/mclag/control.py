@@ -1,0 +1,368 @@
+"""RedLab's emulated MC-LAG control plane as a pure state machine: one ``Controller`` per
+leaf, fed heartbeats, local bond states and learned MACs with an explicit ``now_ns``, and
+answering with the actions the leaf must take. No I/O and no clock of its own, so every
+rule below is a unit test (tests/unit/test_mclag_control.py); the daemon around it is
+:mod:`harness.tech.mclag.agent`.
+
+The rules, and the real pair each follows:
+
+- Liveness (Cisco vPC peer keepalive): a path (peer link, keepalive link) is up while a
+  heartbeat arrived on it within the peer timeout; the peer is alive while either is.
+- Election (vPC roles, non-preemptive): alone for a peer timeout after start, a leaf is
+  primary; two leaves without a primary elect the lower role priority, then the lower
+  own system id; an existing primary keeps the role when the peer returns; two primaries
+  (a dual-active split that healed) are decided by the election rule.
+- Peer link down, keepalive up, ``secondary-shutdown`` (vPC suspends its vPC ports,
+  Cumulus puts its bonds in protodown): the secondary takes every member port of its
+  dual-homed bonds down until the peer link is heard again. Once the peer is lost too,
+  it is primary and brings them back (vPC auto-recovery).
+- Peer lost: a secondary becomes primary (vPC, Cumulus, SONiC). ``revert-system-id``
+  (SONiC, Cumulus, Juniper): the leaf that was secondary puts its own system id on its
+  dual-homed bonds, a second LACP disruption, and the shared one back when the peer is
+  heard again; ``keep-system-id`` (vPC): both keep the shared id.
+- Split horizon (Arista's egress ACL, Cumulus, SONiC's ebtables drop): frames from the
+  peer link stay off the bond for a server while both halves of its LAG are up.
+- MAC sync (SONiC, Cumulus; learning is off on the peer link): what the peer learned on
+  its bond for a server points at this leaf's bond for it while this half is up, else at
+  the peer link (SONiC re-points to the peer link); the peer's orphan MACs at the peer
+  link; nothing the peer no longer reports, nothing once it is lost, and nothing this
+  leaf learned itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.dataclasses import dataclass as checked_dataclass
+
+from harness.tech.bond.options import unicast_mac
+from harness.tech.mclag.options import DualActivePolicy, PeerLinkPolicy
+
+NONE, PRIMARY, SECONDARY = "none", "primary", "secondary"
+FRESH = 2  # heartbeats: a path heard within this many is hearing the peer now
+ORPHAN = "orphan"  # what a MAC learned on any port but a dual-homed bond is reported as
+Name = Annotated[str, StringConstraints(min_length=1)]
+Ifname = Annotated[str, StringConstraints(min_length=1, max_length=15)]  # IFNAMSIZ - 1
+Mac = Annotated[str, BeforeValidator(unicast_mac)]  # lower case, unicast
+
+
+@checked_dataclass(config=ConfigDict(extra="forbid"))
+class AgentConfig:
+    """One leaf's agent, as the plugin writes it to CONFIG.json (see the module's rules).
+    A pydantic dataclass: a wrong field is a ValueError (ValidationError) naming it."""
+
+    leaf: Name
+    peer: Name
+    bridge: Ifname
+    peer_link: Ifname
+    system_id: Mac                  # the shared virtual MAC (the bonds start with it)
+    own_system_id: Mac              # this leaf's own MAC, for revert-system-id
+    events: Path                    # JSON lines, appended
+    status: Path                    # JSON, replaced on every change
+    keepalive: Ifname | None = None
+    role_priority: int = Field(32667, ge=1, le=65535)  # lower wins primary; vPC's default
+    dual_homed: dict[Name, Ifname] = field(default_factory=dict)    # server -> bond
+    members: dict[Ifname, list[Ifname]] = field(default_factory=dict)  # bond -> ports
+    orphans: list[Ifname] = field(default_factory=list)
+    heartbeat_ms: int = Field(1000, gt=0)          # vPC peer keepalive interval
+    peer_timeout_ms: int = Field(5000, gt=0)       # vPC peer keepalive timeout
+    peer_link_policy: PeerLinkPolicy = "secondary-shutdown"
+    dual_active_policy: DualActivePolicy = "keep-system-id"
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> AgentConfig:
+        try:
+            return cls(**json.loads(Path(path).read_text()))
+        except (json.JSONDecodeError, TypeError) as exc:  # TypeError: not an object
+            raise ValueError(f"{path} is not a JSON object of settings: {exc}") from None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AgentConfig:
+        if relative := [n for n in ("events", "status") if not getattr(self, n).is_absolute()]:
+            raise ValueError(f"{relative[0]}: a relative path (the agent runs elsewhere)")
+        if self.peer == self.leaf:
+            raise ValueError(f"peer: {self.peer!r} is this leaf's own name")
+        if self.own_system_id == self.system_id:
+            raise ValueError("own_system_id: equals the shared system_id; give the leaf's"
+                             " own MAC (revert-system-id falls back to it)")
+        if self.peer_timeout_ms < 2 * self.heartbeat_ms:
+            raise ValueError(f"peer_timeout_ms: {self.peer_timeout_ms} is shorter than two"
+                             f" heartbeats ({2 * self.heartbeat_ms}): one late heartbeat"
+                             " would read as a dead peer")
+        if ORPHAN in self.dual_homed:
+            raise ValueError(f"dual_homed: {ORPHAN!r} is the label of single-homed MACs")
+        bonds = list(self.dual_homed.values())
+        if missing := sorted(b for b in set(bonds) if not self.members.get(b)):
+            raise ValueError(f"members: no member ports for bond(s) {', '.join(missing)}")
+        names = [self.peer_link, self.keepalive, *bonds, *self.orphans]
+        if twice := sorted({n for n in names if n is not None and names.count(n) > 1}):
+            raise ValueError(f"dual_homed/orphans/keepalive: {', '.join(twice)} named"
+                             " twice (each port has one job)")
+        return self
+
+    @property
+    def paths(self) -> tuple[str, ...]:
+        """The paths heartbeats take: "peer_link", and "keepalive" if the leaf has one."""
+        return ("peer_link", "keepalive") if self.keepalive else ("peer_link",)
+
+
+@checked_dataclass(frozen=True)
+class Message:
+    """One heartbeat's content: the sender, its election credentials, the state of its
+    half of each dual-homed server's LAG, and the MACs it learned on its own ports.
+    Built from a received payload, a malformed one is a ValueError (ValidationError)."""
+
+    leaf: Name
+    system_id: Mac                  # the sender's own system id (the election tie-break)
+    role_priority: int
+    role: Literal["none", "primary", "secondary"]
+    seq: int
+    halves: dict[str, bool]         # server -> the sender's bond for it has carrier
+    macs: dict[str, list[Mac]]      # server the MACs were learned for (or ORPHAN) -> MACs
+
+    def learned(self) -> dict[str, str]:
+        """MAC -> server (or ORPHAN)."""
+        return {mac: label for label, group in self.macs.items() for mac in group}
+
+
+# The actions a Controller asks for; the agent carries them out in the order given.
+@dataclass(frozen=True)
+class SetRole:
+    role: str
+
+
+@dataclass(frozen=True)
+class ShutDownPorts:
+    down: bool                      # True: every dual-homed bond's members down; False: back
+
+
+@dataclass(frozen=True)
+class SetSystemId:
+    bond: str
+    mac: str                        # ad_actor_system
+
+
+@dataclass(frozen=True)
+class SplitHorizon:
+    server: str
+    on: bool                        # True: drop frames from the peer link on its bond
+
+
+@dataclass(frozen=True)
+class PointMac:
+    mac: str
+    port: str | None                # a static entry on this port; None: remove it
+    previous: str | None = None     # where the entry is now (None: nowhere)
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    detail: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SendNow:
+    """A triggered heartbeat: something the peer acts on changed here."""
+
+
+Action = SetRole | ShutDownPorts | SetSystemId | SplitHorizon | PointMac | Event | SendNow
+
+
+class Controller:
+    """One leaf's control plane. Each ``on_*`` call and ``tick`` returns the actions that
+    bring the leaf to what the rules want now; ``deadline_ns`` says when ``tick`` must
+    run next (a path or the start-up wait running out) and ``message`` builds the next
+    heartbeat."""
+
+    def __init__(self, config: AgentConfig, start_ns: int) -> None:
+        self.config, self.start_ns = config, start_ns
+        self.timeout_ns = config.peer_timeout_ms * 1_000_000
+        self.heartbeat_ns = config.heartbeat_ms * 1_000_000
+        self.heard: dict[str, int | None] = dict.fromkeys(config.paths)
+        self.path_up = dict.fromkeys(config.paths, False)
+        self.peer: Message | None = None    # its last heartbeat, while it is alive
+        self.peer_alive = False
+        self.role, self.seq = NONE, 0
+        self.local_up = dict.fromkeys(config.dual_homed, False)
+        self.local_macs: dict[str, str] = {}
+        self.shutdown = False
+        self.reverted = self.own_id = False  # own_system_id wanted / on the bonds
+        self.split = dict.fromkeys(config.dual_homed, False)
+        self.macs: dict[str, str] = {}      # MAC -> port of the static entry installed
+        self._strangers: set[str] = set()
+
+    # -- inputs ---------------------------------------------------------------------------
+    def on_heartbeat(self, path: str, message: Message, now_ns: int) -> list[Action]:
+        """A heartbeat from ``path`` ("peer_link" or "keepalive")."""
+        if message.leaf != self.config.peer:
+            if message.leaf == self.config.leaf or message.leaf in self._strangers:
+                return []
+            self._strangers.add(message.leaf)  # said once: a miswired or misnamed pair
+            return [Event("unexpected_heartbeat", {"from": message.leaf, "path": path})]
+        self.heard[path], self.peer = now_ns, message
+        return self._reconcile(now_ns)
+
+    def on_local_half(self, server: str, up: bool, now_ns: int) -> list[Action]:
+        """This leaf's bond for ``server`` gained (``up``) or lost carrier."""
+        if self.local_up[server] == up:
+            return self._reconcile(now_ns)
+        self.local_up[server] = up
+        event = Event(f"local_half_{'up' if up else 'down'}",
+                      {"server": server, "bond": self.config.dual_homed[server]})
+        return [event, *self._reconcile(now_ns), SendNow()]
+
+    def on_local_macs(self, macs: Mapping[str, str], now_ns: int) -> list[Action]:
+        """The MACs this leaf learned on its own ports (MAC -> server or ORPHAN)."""
+        if macs == self.local_macs:
+            return self._reconcile(now_ns)
+        self.local_macs = dict(macs)
+        return [*self._reconcile(now_ns), SendNow()]
+
+    def tick(self, now_ns: int) -> list[Action]:
+        return self._reconcile(now_ns)
+
+    def deadline_ns(self) -> int | None:
+        """When the next path expires, or the start-up wait ends; None: nothing pending."""
+        times = [heard + self.timeout_ns for path, heard in self.heard.items()
+                 if heard is not None and self.path_up[path]]
+        if self.role == NONE:
+            times.append(self.start_ns + self.timeout_ns)
+        return min(times, default=None)
+
+    def message(self, now_ns: int) -> Message:
+        """The next heartbeat (each call takes the next sequence number)."""
+        self.seq += 1
+        grouped: dict[str, list[str]] = {}
+        for mac, label in sorted(self.local_macs.items()):
+            grouped.setdefault(label, []).append(mac)
+        return Message(self.config.leaf, self.config.own_system_id, self.config.role_priority,
+                       self.role, self.seq, dict(self.local_up), grouped)
+
+    def status(self) -> dict[str, Any]:
+        mac = self.config.own_system_id if self.own_id else self.config.system_id
+        peer = None if self.peer is None else {k: getattr(self.peer, k) for k in (
+            "leaf", "role", "seq", "halves")}
+        return {"leaf": self.config.leaf, "role": self.role, "paths": self.path_up,
+                "peer_alive": self.peer_alive, "peer": peer, "local_halves": self.local_up,
+                "split_horizon": self.split, "shutdown": self.shutdown, "macs": self.macs,
+                "system_id": dict.fromkeys(self.config.dual_homed.values(), mac)}
+
+    # -- the rules ------------------------------------------------------------------------
+    def _reconcile(self, now: int) -> list[Action]:
+        actions: list[Action] = []
+        for path, heard in self.heard.items():
+            up = heard is not None and now - heard < self.timeout_ns
+            if up != self.path_up[path]:
+                self.path_up[path] = up
+                actions.append(Event(f"{path}_{'up' if up else 'down'}", {}))
+        alive = any(self.path_up.values())
+        if alive != self.peer_alive:
+            self.peer_alive = alive
+            if alive:
+                self.reverted = False
+                actions.append(Event("peer_found", {"peer": self.config.peer}))
+            else:
+                # Cumulus and SONiC: the switch that was secondary falls back to its own id.
+                self.reverted = (self.role == SECONDARY
+                                 and self.config.dual_active_policy == "revert-system-id")
+                self.peer = None
+                actions.append(Event("peer_lost", {"role": self.role}))
+        actions += self._elect(now)
+        actions += self._shutdown(now)
+        actions += self._system_id()
+        actions += self._split_horizon()
+        actions += self._point_macs()
+        return actions
+
+    def _elect(self, now: int) -> list[Action]:
+        role, why = self.role, ""
+        if self.peer_alive and self.peer is not None:
+            theirs = self.peer.role
+            if self.role == PRIMARY and theirs != PRIMARY:
+                why = "already primary (non-preemptive)"
+            elif self.role != PRIMARY and theirs == PRIMARY:
+                role, why = SECONDARY, "the peer is primary"
+            else:
+                mine = (self.config.role_priority, self.config.own_system_id, self.config.leaf)
+                wins = mine < (self.peer.role_priority, self.peer.system_id, self.peer.leaf)
+                role, why = (PRIMARY if wins else SECONDARY), "election"
+        elif self.role == SECONDARY:
+            role, why = PRIMARY, "peer lost"
+        elif self.role == NONE and now - self.start_ns >= self.timeout_ns:
+            role, why = PRIMARY, "no peer heard since start"
+        if role == self.role:
+            return []
+        was, self.role = self.role, role
+        return [SetRole(role), Event("role", {"role": role, "was": was, "why": why}), SendNow()]
+
+    def _shutdown(self, now: int) -> list[Action]:
+        # A secondary whose peer is lost is primary by now (_elect), so the keepalive is
+        # up; but to shut down it must be hearing the peer now, not just within the
+        # timeout: a cut of both paths expires the peer link a few ms before the
+        # keepalive (their heartbeats leave one after the other), and ports taken down
+        # for those ms would cost the server a carrier loss that no real pair causes.
+        keepalive = self.heard.get("keepalive")
+        hearing = keepalive is not None and now - keepalive < FRESH * self.heartbeat_ns
+        down = (self.role == SECONDARY and not self.path_up["peer_link"]
+                and self.config.peer_link_policy == "secondary-shutdown"
+                and (self.shutdown or hearing))
+        if down == self.shutdown:
+            return []
+        self.shutdown = down
+        ports = sorted(p for b in self.config.dual_homed.values() for p in self.config.members[b])
+        return [ShutDownPorts(down),
+                Event("ports_shut_down" if down else "ports_restored", {"ports": ports})]
+
+    def _system_id(self) -> list[Action]:
+        if self.reverted == self.own_id:
+            return []
+        self.own_id = self.reverted
+        mac = self.config.own_system_id if self.own_id else self.config.system_id
+        bonds = sorted(self.config.dual_homed.values())
+        return [*(SetSystemId(bond, mac) for bond in bonds),
+                Event("system_id_reverted" if self.own_id else "system_id_restored",
+                      {"system_id": mac, "bonds": bonds})]
+
+    def _split_horizon(self) -> list[Action]:
+        actions: list[Action] = []
+        for server, was in self.split.items():
+            theirs = self.peer.halves.get(server, False) if self.peer_alive and self.peer else False
+            on = self.local_up[server] and theirs
+            if on != was:
+                self.split[server] = on
+                why = ("both halves up" if on else "local half down" if not self.local_up[server]
+                       else "peer lost" if not self.peer_alive else "peer half down")
+                actions += [SplitHorizon(server, on),
+                            Event(f"split_horizon_{'restored' if on else 'lifted'}",
+                                  {"server": server, "why": why})]
+        return actions
+
+    def _point_macs(self) -> list[Action]:
+        want: dict[str, str] = {}
+        if self.peer_alive and self.peer is not None:
+            for mac, label in self.peer.learned().items():
+                if mac in self.local_macs:
+                    continue  # learned here too: the kernel's entry stands
+                bond = self.config.dual_homed.get(label)
+                up = bond is not None and self.local_up[label]
+                want[mac] = bond if up else self.config.peer_link
+        actions: list[Action] = [PointMac(mac, None, port) for mac, port in
+                                 sorted(self.macs.items()) if mac not in want]
+        actions += [PointMac(mac, port, self.macs.get(mac)) for mac, port in
+                    sorted(want.items()) if self.macs.get(mac) != port]
+        if not actions:
+            return []
+        on_peer_link = sum(port == self.config.peer_link for port in want.values())
+        before = sum(port == self.config.peer_link for port in self.macs.values())
+        count = (len(self.macs), before)
+        self.macs = want
+        if (len(want), on_peer_link) != count:
+            actions.append(Event("macs_installed", {"count": len(want),
+                                                    "on_peer_link": on_peer_link}))
+        return actions
