@@ -87,6 +87,9 @@ def test_a_leafs_death_costs_at_most_one_miimon_and_traffic_goes_on_through_the_
     r = row(leaf_death)
     assert r["failover_gap_ms"] <= MIIMON_MS + SLACK_MS
     assert r["recovered_before_restore"]
+    # the prediction stands beside it in the summary
+    assert (r["mclag_predicted_figure"], r["mclag_predicted_max_ms"]) == (
+        "failover_gap_ms", MIIMON_MS)
     (probe,) = trial_events(leaf_death, "probe_member")
     member = probe["detail"].split()[-1]
     other = {"eth0": "eth1", "eth1": "eth0"}[member]
@@ -121,6 +124,9 @@ def test_secondary_shutdown_takes_the_secondarys_dual_homed_ports_down_in_time(p
     assert {e["node"] for e in shut} == {"leaf2"}, "only the secondary shuts its ports"
     assert r["mclag_action"] == "leaf2 mclag_ports_shut_down"
     assert r["mclag_action_ms"] <= PEER_TIMEOUT_MS + SLACK_MS
+    assert (r["mclag_predicted_figure"], r["mclag_predicted_min_ms"],
+            r["mclag_predicted_max_ms"]) == ("mclag_detect_ms", PEER_TIMEOUT_MS - HEARTBEAT_MS,
+                                             PEER_TIMEOUT_MS)
     # and brings them back once the peer link is heard again
     assert trial_events(peer_link, "mclag_ports_restored")
 

@@ -10,15 +10,12 @@ checked as one logical aggregate (harness.tech.lacp), after the agents are up.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,10 +24,10 @@ from harness import timeouts
 from harness.errors import LabError
 from harness.tech.base import Daemon, Technology, Watcher
 from harness.tech.bond.options import OPTIONS, netlink_value
-from harness.tech.bond.status import status_text
-from harness.tech.lacp.linux import linux_lacp
+from harness.tech.mclag import summary
 from harness.tech.mclag.agent import AGENT_RT_PRIORITY
 from harness.tech.mclag.options import McLagPair
+from harness.tech.mclag.watchers import AgentEvents, ServerAggregators
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
@@ -40,8 +37,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 DAEMON = "mclagd"
-EVENT_POLL_S = 0.05
-AGGREGATOR_POLL_S = 0.05
 
 
 def pair_of(topo: Topology) -> McLagPair | None:
@@ -264,140 +259,14 @@ class McLag(Technology):
             self._watcher.poll()  # what the agents wrote since the last poll
         return {"roles_after": self.roles(),
                 "options": self.pair.options.model_dump(mode="json"),
-                "servers": self.pair.servers()}
+                "servers": self.pair.servers(),
+                "inter_leaf": sorted(f"{leaf.node}:{intf}" for leaf in self.pair.leaves
+                                     for intf in (leaf.peer_link, leaf.keepalive) if intf)}
 
     @staticmethod
     def columns(trial: TrialRecord) -> Mapping[str, Any]:
-        """What the pair did about the first failure before its repair, on the trial's
-        clock (a leaf's death counted from when its agent fell silent): when a leaf
-        noticed it over the heartbeats (beside the window the timers predict: the last
-        heartbeat came up to one interval before the failure, so a path is declared
-        down between peer_timeout - heartbeat and peer_timeout after it), when a policy
-        acted, and how long each dual-homed server's bond stood split into two
-        aggregators."""
-        facts = trial.facts.get("mclag")
-        if not facts:
-            return {}
-        options = facts["options"]
-        cut = trial.failure
-        # A dying leaf's agent stops sending when the harness freezes it, before its links
-        # go down: its peer's timeout runs from there. As for VRRP, the failure counts
-        # from the middle of the freezing call and reactions from its start (the call's
-        # length, in trial.json, is the uncertainty).
-        silenced = trial.facts["failures"][0].get("silenced_ns") if cut else None
-        failure_ns = sum(silenced) // 2 if silenced else cut["t_ns"] if cut else 0
-        since_ns = silenced[0] if silenced else failure_ns
-        restore = trial.first("restore")
-        until_ns = restore["t_ns"] if restore else trial.end_ns
-        # what the pair did about the failure, not about its repair
-        after = [e for e in trial.events if cut and since_ns <= e["t_ns"] < until_ns]
+        return summary.columns(trial)
 
-        def since_cut(kinds: tuple[str, ...]) -> tuple[float, str]:
-            hit = next((e for e in after if e["kind"] in kinds), None)
-            if hit is None or cut is None:
-                return math.nan, ""
-            return round((hit["t_ns"] - failure_ns) / 1e6, 3), f"{hit['node']} {hit['kind']}"
-
-        detect_ms, detected = since_cut(DETECTIONS)
-        action_ms, action = since_cut(POLICY_ACTIONS)
-        row: dict[str, Any] = {
-            "mclag_roles_after": ";".join(f"{k}:{v}" for k, v in facts["roles_after"].items()),
-            "mclag_detect_ms": detect_ms, "mclag_detected": detected,
-            "mclag_detect_predicted_min_ms": options["peer_timeout_ms"] - options["heartbeat_ms"],
-            "mclag_detect_predicted_max_ms": options["peer_timeout_ms"],
-            "mclag_action_ms": action_ms, "mclag_action": action,
-        }
-        for server in facts["servers"]:
-            row[f"split_{server}_ms"] = _longest_split_ms(trial, server)
-        return row
-
-
-DETECTIONS = ("mclag_peer_link_down", "mclag_keepalive_down", "mclag_peer_lost")
-POLICY_ACTIONS = ("mclag_ports_shut_down", "mclag_system_id_reverted", "mclag_role")
-
-
-def _longest_split_ms(trial: TrialRecord, server: str) -> float:
-    """The longest time ``server``'s bond had members up in two or more aggregators
-    (0 when it never split)."""
-    longest, since = 0.0, None
-    for event in trial.events:
-        if event["kind"] != "mclag_server_aggregators" or event["node"] != server:
-            continue
-        split = str(event["detail"]).partition(" -> ")[2].count("agg ") > 1
-        if split and since is None:
-            since = event["t_ns"]
-        elif not split and since is not None:
-            longest, since = max(longest, (event["t_ns"] - since) / 1e6), None
-    if since is not None:
-        longest = max(longest, (trial.end_ns - since) / 1e6)
-    return round(longest, 3)
-
-
-class AgentEvents(Watcher):
-    """Copies what the agents write to their events files into the trial's events, on
-    the agents' own timestamps (the same wall clock as the probe's)."""
-
-    def __init__(self, mclag: McLag, events: EventLog) -> None:
-        super().__init__("mclag-events", EVENT_POLL_S)
-        self.mclag, self.events = mclag, events
-        self.since_ns = time.time_ns()
-        self._offsets: dict[str, int] = {}
-
-    def poll(self) -> None:
-        for leaf in self.mclag.pair.leaves:
-            path = self.mclag._folder(leaf.node) / "events.jsonl"
-            start = self._offsets.get(leaf.node, 0)
-            with contextlib.suppress(OSError), open(path, "rb") as fh:
-                fh.seek(start)
-                data = fh.read()
-                complete = data[:data.rfind(b"\n") + 1]  # a line being written waits
-                self._offsets[leaf.node] = start + len(complete)
-                for line in complete.splitlines():
-                    with contextlib.suppress(ValueError, KeyError):
-                        event = json.loads(line)
-                        if int(event["t_ns"]) >= self.since_ns:
-                            self.events.add(f"mclag_{event['kind']}", leaf.node,
-                                            _detail(event.get("detail")),
-                                            t_ns=int(event["t_ns"]))
-
-
-class ServerAggregators(Watcher):
-    """How a dual-homed server's bond groups its members into aggregators, read from its
-    kernel: one aggregator while the pair presents one system, two when a leaf falls back
-    to its own system id (a dual-active split)."""
-
-    def __init__(self, lab: Lab, server: str, events: EventLog) -> None:
-        super().__init__(f"mclag-aggregators-{server}", AGGREGATOR_POLL_S)
-        self.lab, self.server, self.events = lab, server, events
-        self.bond = lab.topo.bond(server).name
-        self.seen = self._read()
-
-    def _read(self) -> dict[int | None, tuple[str, ...]]:
-        side = linux_lacp(status_text(self.lab.pid(self.server), self.bond), self.bond)
-        groups: dict[int | None, list[str]] = {}
-        for member in side.members.values():
-            if member.mii_up:
-                groups.setdefault(member.aggregator_id, []).append(member.name)
-        return {agg: tuple(sorted(names)) for agg, names in groups.items()}
-
-    def poll(self) -> None:
-        now = self._read()
-        if now != self.seen:
-            self.events.add("mclag_server_aggregators", self.server,
-                            f"{_groups(self.seen)} -> {_groups(now)}")
-            self.seen = now
-
-
-def _detail(detail: Any) -> str:
-    """An agent event's detail as one line: ``key=value`` pairs for a mapping."""
-    if isinstance(detail, Mapping):
-        return ", ".join(f"{k}={v}" for k, v in detail.items())
-    return "" if detail is None else str(detail)
-
-
-def _groups(groups: Mapping[int | None, tuple[str, ...]]) -> str:
-    return "; ".join(f"agg {agg}: {','.join(names)}"
-                     for agg, names in sorted(groups.items(), key=str)) or "none"
 
 
 def _cables(topo: Topology, node: str) -> set[tuple[str, str, str]]:
