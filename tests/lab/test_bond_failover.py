@@ -21,7 +21,7 @@ from ..lab_state import Snapshot
 
 pytestmark = [pytest.mark.lab, pytest.mark.slow]  # three trials: about 90 s
 MIIMON = 100
-TRIALS = 3
+TRIALS = 2  # a run of several trials; each costs about 25 s in UML
 
 
 @pytest.fixture(scope="module")

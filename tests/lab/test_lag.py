@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from ..conftest import LAB_REPORT, read_rows, redlab, run_scenario, trial_events
+from .conftest import EARLY_RUNS, early_run
 
 pytestmark = pytest.mark.lab
 MEMBER_MBIT = 20
@@ -200,10 +201,12 @@ def test_the_fail_back_loses_what_srv_sends_until_the_switch_enables_the_member(
 @pytest.fixture(scope="module", params=[
     "fast", pytest.param("slow", marks=pytest.mark.slow)])
 def lacp_timeout(request, tmp_path_factory) -> tuple[str, Path]:
-    params = [f"lacp_rate={request.param}"]
-    if request.param == "slow":
-        params.append("traffic.duration_s=100")
-    out = run_scenario(tmp_path_factory, "lacp-timeout", *params, timeout=400)
+    if request.param == "slow":  # started with the session (conftest.EARLY_RUNS)
+        name = "test_a_member_whose_lacpdus_stop_leaves_after_three_missed_pdus[slow]"
+        out = early_run(name) or run_scenario(
+            tmp_path_factory, "lacp-timeout", *EARLY_RUNS[name][1], timeout=400)
+    else:
+        out = run_scenario(tmp_path_factory, "lacp-timeout", "lacp_rate=fast")
     r = row(out)
     LAB_REPORT.append(f"lacp-timeout lacp_rate={request.param}: member left"
                       f" {r['lacp_member_left_ms']} ms after its LACPDUs stopped; probe"

@@ -13,6 +13,7 @@ the end's one aggregator (Linux: the active aggregator; Open vSwitch: attached).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
@@ -100,6 +101,14 @@ def _ovs_end(side: OvsLacp, label: str) -> LagEnd:
 
 
 NOT_ONE_SYSTEM = "the switches do not present one system"
+NO_LACP = "does not speak LACP"
+
+
+def defaulted(result: Verdict) -> bool:
+    """Every member that reads LACP state holds defaults: none has heard a partner."""
+    members = [m for pair in result.pairs for m in pair if m is not None and m.actor]
+    return bool(members) and all(m.actor.state & PortState.DEFAULTED for m in members
+                                 if m.actor is not None)
 
 
 def logical_end(ends: Mapping[str, LacpSide | LagEnd]) -> LagEnd:
@@ -172,19 +181,26 @@ def wait_negotiated(read_sides: Callable[[], tuple[LacpSide | LagEnd | None,
                                                     LacpSide | LagEnd | None]],
                     timeout_s: float = timeouts.LACP_NEGOTIATED, *,
                     links: Mapping[str, str] | None = None,
-                    interval_s: float = 0.2) -> Verdict:
-    """Poll ``read_sides()`` until both ends agree; LabError with the last table if not."""
+                    interval_s: float = 0.2,
+                    give_up: Callable[[Verdict], bool] | None = None) -> Verdict:
+    """Poll ``read_sides()`` until both ends agree; LabError with the last table if not,
+    at the timeout or as soon as ``give_up`` says the last verdict will not change."""
     last: list[Verdict] = []
+    started = time.monotonic()
 
     def probe() -> Verdict | None:
         result = verdict(*read_sides(), links=links)
         last[:] = [result]
+        if not result.ok and give_up is not None and give_up(result):
+            raise LabError(_problem_text(
+                f"LACP did not negotiate, and will not (given up after"
+                f" {time.monotonic() - started:.1f} s)", result), FIX)
         return result if result.ok else None
 
     try:
         return timeouts.wait_for("LACP negotiation", probe, timeout_s, interval_s)
-    except LabError:
-        if not last:
+    except LabError as exc:
+        if not last or exc.fix == FIX:
             raise
         raise LabError(_problem_text(f"LACP did not negotiate within {timeout_s:g} s",
                                      last[0]), FIX) from None

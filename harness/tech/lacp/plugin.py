@@ -41,8 +41,13 @@ class LacpNegotiation(Technology):
                     p.startswith(check.NOT_ONE_SYSTEM) for p in far.problems):
                 # configuration, read back: no amount of waiting mends it
                 check.check_negotiated(near, far, links=links)
-            verdict = check.wait_negotiated(lambda b=bundle: self.read_bundle(b),
-                                            links=links)
+            deaf = [end for end in (near, far) if isinstance(end, check.LagEnd)
+                    and any(p.endswith(check.NO_LACP) for p in end.problems)]
+            verdict = check.wait_negotiated(
+                lambda b=bundle: self.read_bundle(b), links=links,
+                # an end without LACP never negotiates: wait only until the other end
+                # gives up (its members defaulted), to show that, not the full timeout
+                give_up=check.defaulted if deaf else None)
             self.tables[bundle.key] = verdict.table
 
     def state(self) -> dict[str, Any]:
@@ -69,7 +74,7 @@ class LacpNegotiation(Technology):
         if not speaks_lacp(topo, agg):
             what = (f"ovs {lab.ifname(agg.node, agg.name)} (lacp=off)" if agg.ovs else
                     f"linux {agg.name} (mode {topo.bond(agg.node, agg.name).settings.mode})")
-            return check.LagEnd(what, (), (f"{what}: does not speak LACP",))
+            return check.LagEnd(what, (), (f"{what}: {check.NO_LACP}",))
         if agg.ovs:
             return lacp_ovs.read_ovs(lab.ifname(agg.node, agg.name))
         return linux.read_linux(agg.name, lab.pid(agg.node))
