@@ -129,7 +129,8 @@ class Agent:
                 self._write_status()
 
     def close(self) -> None:
-        self._event("stopped", {"pid": os.getpid()})
+        # its CPU time: an agent that spins starves its peer on one CPU (SCHED_FIFO)
+        self._event("stopped", {"pid": os.getpid(), "cpu_s": round(time.process_time(), 3)})
         self._write_status()
         self.events.close()
         for closing in (*self.ports, self.watch):
