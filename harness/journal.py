@@ -57,6 +57,28 @@ def is_alive(pid: int, start: int | None) -> bool:
     return start is not None and process_start_time(pid) == start
 
 
+def process_name(pid: int | str, gone: str = "?") -> str:
+    """The command name of ``pid`` (/proc/<pid>/comm); ``gone`` if there is none."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return gone
+
+
+def process_cmdline(pid: int | str) -> str:
+    """The command line of ``pid``, arguments joined by spaces; "" if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def process_state(pid: int | str) -> str | None:
+    """The one-letter state of ``pid`` (R, S, T, Z...); None if it is gone."""
+    fields = _stat(int(pid))
+    return fields[0] if fields else None
+
+
 def is_running(pid: int, start: int | None) -> bool:
     """Alive and not a zombie: a zombie has died, freed all it held, and waits only for
     its parent (init, for an orphan, which may take a second or two) to collect it."""

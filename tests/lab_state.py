@@ -15,19 +15,7 @@ LAB_PROCESSES = {"linux.uml", "iperf3", "irtt", "redlab-probe", "mnexec", "keepa
 def _comm(pid: str) -> str:
     """The command name of a running process; "" for one gone or a zombie (it has freed
     all it held, and waits only for init to collect it)."""
-    try:
-        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
-            return ""
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except (OSError, IndexError):
-        return ""
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
+    return "" if journal.process_state(pid) in (None, "Z") else journal.process_name(pid, "")
 
 
 @dataclass(frozen=True)
@@ -55,8 +43,8 @@ class Snapshot:
         procs = {(pid, comm) for pid, comm in procs if pid not in foreign_pids}
         procs = {(pid, comm) for pid, comm in procs
                  if not (comm == "linux.uml" and (
-                     any(f"umid=redlab-{r}" in _cmdline(pid) for r in foreign)
-                     or (run_ids and not any(f"umid=redlab-{r}" in _cmdline(pid)
+                     any(f"umid=redlab-{r}" in journal.process_cmdline(pid) for r in foreign)
+                     or (run_ids and not any(f"umid=redlab-{r}" in journal.process_cmdline(pid)
                                              for r in run_ids))))}
         links = {name for name in self.links - before.links
                  if not any(name.startswith(f"r{r}") for r in foreign)}

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from harness import timeouts
 from harness.errors import ConfigError, LabError
 from harness.inject.base import Reversible, bracket, lab_netns, netns_id
-from harness.journal import is_alive, process_start_time
+from harness.journal import is_alive, process_name, process_start_time, process_state
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
@@ -49,17 +49,11 @@ class Pinned:
         return is_alive(self.pid, self.start) and _state(self.pid) != "Z"
 
     def name(self) -> str:
-        try:
-            return Path(f"/proc/{self.pid}/comm").read_text().strip()
-        except OSError:
-            return "?"
+        return process_name(self.pid)
 
 
 def _state(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return "gone"
+    return process_state(pid) or "gone"
 
 
 def _children_of(pids: Iterable[int]) -> dict[int, list[int]]:

@@ -46,6 +46,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.journal import process_cmdline, process_name
+
 POLL_S = 0.02   # for a request; for an exited process while a run is going
 CHECK_S = 0.5   # for the lease and the deadline, while a run is going
 GRACE_S = 15.0  # SIGTERM -> SIGKILL; then, for the run's reaper to roll back
@@ -249,10 +251,10 @@ def _end_leftovers() -> list[str]:
     killed) gets GRACE_S first.  Returns their names."""
     deadline = time.monotonic() + GRACE_S
     while ((left := _descendants()) and time.monotonic() < deadline
-           and any("harness.reaper" in _cmdline(pid) for pid in left)):
+           and any("harness.reaper" in process_cmdline(pid) for pid in left)):
         _reap(0)
         time.sleep(POLL_S)
-    names = sorted(f"{pid} {_comm(pid)}" for pid in left)
+    names = sorted(f"{pid} {process_name(pid)}" for pid in left)
     for pid in left:
         with suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
@@ -286,20 +288,6 @@ def become_subreaper() -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return "?"
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def _answer(spool: Path, rid: str, result: dict[str, Any]) -> None:

@@ -124,8 +124,8 @@ def trial_row(trial_dir: Path, run: Mapping[str, Any] | None = None) -> dict[str
     trial = load(trial_dir, run)
     row = base_columns(trial)
     row.update(spread_columns(trial.members))
-    for tech in TECHNOLOGIES:
-        row.update(tech.columns(trial))
+    for tech in TECHNOLOGIES:  # in registry order: each may read the columns before it
+        row.update(tech.columns(trial, row))
     row.update(trial.run.get("params", {}))
     return row
 

@@ -24,8 +24,10 @@ Between them: ``state()`` is the read-back for ``lab.json``; ``daemons(node)`` t
 processes that speak for a node (killed when the device dies, started again when it
 reboots through ``rebooted(node)``, crashed by a ``daemon_crash`` step);
 ``interface_alias`` resolves a scenario's symbolic interface ("active"); and
-``columns(trial)`` the summary columns it adds, computed from the trial folder alone (see
-harness.results.summary), so ``redlab summarize`` recomputes them.
+``columns(trial, row)`` the summary columns it adds, computed from the trial folder alone
+(see harness.results.summary), so ``redlab summarize`` recomputes them; ``row`` holds the
+columns computed before it (the probe's, and those of the technologies ahead of it in
+the registry), to read rather than compute again.
 
 A new technology is a package under harness/tech/ whose ``plugin.py`` subclasses
 :class:`Technology`, one entry in the registry, a topology, scenarios and tests.
@@ -142,6 +144,7 @@ class Technology:
         return {}
 
     @staticmethod
-    def columns(trial: TrialRecord) -> Mapping[str, Any]:
-        """Summary columns, from the trial folder alone (empty when it does not apply)."""
+    def columns(trial: TrialRecord, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        """Summary columns, from the trial folder alone (empty when it does not apply);
+        ``row``: the columns computed so far, read-only."""
         return {}

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from harness import journal
-from harness.journal import Journal, is_running
+from harness.journal import Journal, is_running, process_cmdline, process_name
 from harness.naming import new_run_id
 
 from ..conftest import REPO, redlab, wait_until
@@ -69,25 +69,11 @@ def _journaled(run_id: str) -> dict[int, int]:
     return found
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
 def _marked(run_id: str, out: Path) -> set[int]:
     """Running processes whose command line names the run (its UML kernel's umid, a daemon
     whose files live in its folder): those a snapshot of the process tree could miss."""
     marks = (f"umid=redlab-{run_id}-", str(out))
-    return {pid for pid in _proc_table() if any(m in _cmdline(pid) for m in marks)}
+    return {pid for pid in _proc_table() if any(m in process_cmdline(pid) for m in marks)}
 
 
 def _start_run(scenario: str, out: Path, run_id: str, log: Path) -> subprocess.Popen[bytes]:
@@ -110,7 +96,7 @@ def _start_run(scenario: str, out: Path, run_id: str, log: Path) -> subprocess.P
 
 def _reapers(processes: dict[int, int]) -> dict[int, int]:
     return {pid: start for pid, start in processes.items()
-            if "harness.reaper" in _cmdline(pid)}
+            if "harness.reaper" in process_cmdline(pid)}
 
 
 @pytest.mark.lab
@@ -124,7 +110,7 @@ def test_a_run_killed_mid_trial_stops_its_processes_before_any_clean(tmp_path, s
     killed = time.monotonic()
     reapers = _reapers(processes)
     lab = {pid: start for pid, start in processes.items() if pid not in reapers}
-    comms = sorted({_comm(pid) for pid in lab})
+    comms = sorted({process_name(pid, "") for pid in lab})
     assert reapers, "the run had no reaper"
     assert {"iperf3", "linux.uml"} & set(comms), f"no traffic seen among {comms}"
     proc.wait()

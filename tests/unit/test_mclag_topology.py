@@ -109,3 +109,10 @@ def test_the_cli_refuses_a_bad_virtual_mac_before_anything_exists():
     assert done.returncode == 2
     assert "multicast" in done.stderr and "system_id" in done.stderr
     assert "booting User-mode Linux" not in done.stderr
+
+
+def test_waiting_is_given_up_at_once_for_leaves_that_present_different_systems():
+    from harness.tech.lacp.check import hopeless
+
+    assert hopeless(verdict(*server_and_pair("mismatch"), links=LINKS))
+    assert not hopeless(verdict(*server_and_pair("ok"), links=LINKS))

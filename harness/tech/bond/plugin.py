@@ -84,7 +84,7 @@ class Bonds(Technology):
                 "active_after": {n: s.active_member for n, s in final.items()}}
 
     @staticmethod
-    def columns(trial: TrialRecord) -> Mapping[str, Any]:
+    def columns(trial: TrialRecord, row: Mapping[str, Any]) -> Mapping[str, Any]:
         from harness.results.summary import call_start_ns
 
         facts = trial.facts.get("bond")

@@ -104,8 +104,14 @@ NOT_ONE_SYSTEM = "the switches do not present one system"
 NO_LACP = "does not speak LACP"
 
 
-def defaulted(result: Verdict) -> bool:
-    """Every member that reads LACP state holds defaults: none has heard a partner."""
+def hopeless(result: Verdict) -> bool:
+    """Whether waiting cannot mend ``result``: the switches of a logical aggregate present
+    different systems (configuration, read back), or one end speaks no LACP and the
+    other has given up (its members defaulted: shown so, not after the full timeout)."""
+    if any(p.startswith(NOT_ONE_SYSTEM) for p in result.problems):
+        return True
+    if not any(p.endswith(NO_LACP) for p in result.problems):
+        return False
     members = [m for pair in result.pairs for m in pair if m is not None and m.actor]
     return bool(members) and all(m.actor.state & PortState.DEFAULTED for m in members
                                  if m.actor is not None)

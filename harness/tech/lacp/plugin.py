@@ -35,19 +35,9 @@ class LacpNegotiation(Technology):
 
     def start(self) -> None:
         for bundle in bundles(self.lab.topo):
-            links = self._linked(bundle)
-            near, far = self.read_bundle(bundle)
-            if isinstance(far, check.LagEnd) and any(
-                    p.startswith(check.NOT_ONE_SYSTEM) for p in far.problems):
-                # configuration, read back: no amount of waiting mends it
-                check.check_negotiated(near, far, links=links)
-            deaf = [end for end in (near, far) if isinstance(end, check.LagEnd)
-                    and any(p.endswith(check.NO_LACP) for p in end.problems)]
-            verdict = check.wait_negotiated(
-                lambda b=bundle: self.read_bundle(b), links=links,
-                # an end without LACP never negotiates: wait only until the other end
-                # gives up (its members defaulted), to show that, not the full timeout
-                give_up=check.defaulted if deaf else None)
+            verdict = check.wait_negotiated(lambda b=bundle: self.read_bundle(b),
+                                            links=self._linked(bundle),
+                                            give_up=check.hopeless)
             self.tables[bundle.key] = verdict.table
 
     def state(self) -> dict[str, Any]:

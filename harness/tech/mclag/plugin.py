@@ -122,7 +122,7 @@ class McLag(Technology):
             self._start_agent(leaf.node)
         self.wait_elected()
 
-    def _folder(self, node: str) -> Path:
+    def folder(self, node: str) -> Path:
         assert self.lab.workdir is not None
         return (self.lab.workdir / "mclag" / node).resolve()
 
@@ -131,7 +131,7 @@ class McLag(Technology):
         assert leaf is not None
         ipr = self.lab.ipr(node)
         bridge = ipr.get_links(ipr.link_lookup(ifname=self.pair.bridge)[0])[0]
-        folder, o = self._folder(node), self.pair.options
+        folder, o = self.folder(node), self.pair.options
         return {
             "leaf": node, "peer": peer.node, "bridge": self.pair.bridge,
             "peer_link": leaf.peer_link, "keepalive": leaf.keepalive,
@@ -149,7 +149,7 @@ class McLag(Technology):
         }
 
     def _start_agent(self, node: str) -> subprocess.Popen[bytes]:
-        folder = self._folder(node)
+        folder = self.folder(node)
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "config.json"
         config.write_text(json.dumps(self._config(node), indent=2))
@@ -167,7 +167,7 @@ class McLag(Technology):
     def status(self, node: str) -> dict[str, Any]:
         """The agent's last status file ({} before its first)."""
         try:
-            return json.loads((self._folder(node) / "status.json").read_text())
+            return json.loads((self.folder(node) / "status.json").read_text())
         except (OSError, ValueError):
             return {}
 
@@ -182,7 +182,7 @@ class McLag(Technology):
                 if proc.poll() is not None:
                     raise LabError(f"the MC-LAG agent on {node} exited with"
                                    f" {proc.returncode}",
-                                   f"read {self._folder(node) / 'agent.log'}")
+                                   f"read {self.folder(node) / 'agent.log'}")
             statuses = [self.status(leaf.node) for leaf in self.pair.leaves]
             return (sorted(s.get("role") or "" for s in statuses) == ["primary", "secondary"]
                     and all(s.get("peer_alive") for s in statuses))
@@ -264,8 +264,8 @@ class McLag(Technology):
                                      for intf in (leaf.peer_link, leaf.keepalive) if intf)}
 
     @staticmethod
-    def columns(trial: TrialRecord) -> Mapping[str, Any]:
-        return summary.columns(trial)
+    def columns(trial: TrialRecord, row: Mapping[str, Any]) -> Mapping[str, Any]:
+        return summary.columns(trial, row)
 
 
 

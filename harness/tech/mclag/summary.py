@@ -6,6 +6,7 @@ dual-homed server stood split, and the protocols' prediction beside the measured
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from harness.tech.mclag.prediction import predict
@@ -34,7 +35,7 @@ def _longest_split_ms(trial: TrialRecord, server: str) -> float:
     return round(longest, 3)
 
 
-def columns(trial: TrialRecord) -> dict[str, Any]:
+def columns(trial: TrialRecord, before: Mapping[str, Any]) -> dict[str, Any]:
     """What the pair did about the first failure before its repair, on the trial's
     clock (a leaf's death counted from when its agent fell silent): when a leaf
     noticed it over the heartbeats (beside the window the timers predict: the last
@@ -43,9 +44,6 @@ def columns(trial: TrialRecord) -> dict[str, Any]:
     acted, how long each dual-homed server's bond stood split into two aggregators,
     and the protocols' window for the figure that the failure puts to the test
     (harness.tech.mclag.prediction)."""
-    from harness.results.summary import base_columns
-    from harness.tech.bond.plugin import Bonds
-
     facts = trial.facts.get("mclag")
     if not facts:
         return {}
@@ -83,7 +81,6 @@ def columns(trial: TrialRecord) -> dict[str, Any]:
     window = (predict(trial.facts["failures"][0], trial.run.get("params", {}), options,
                       facts.get("inter_leaf", ())) if cut else None)
     if window is not None:
-        # the measured figure may be another technology's column (bond, base)
-        row.update(window.columns({**base_columns(trial), **Bonds.columns(trial),
-                                   **row}))
+        # the measured figure may be the probe's or another technology's column
+        row.update(window.columns({**before, **row}))
     return row

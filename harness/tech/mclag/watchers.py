@@ -35,7 +35,7 @@ class AgentEvents(Watcher):
 
     def poll(self) -> None:
         for leaf in self.mclag.pair.leaves:
-            path = self.mclag._folder(leaf.node) / "events.jsonl"
+            path = self.mclag.folder(leaf.node) / "events.jsonl"
             start = self._offsets.get(leaf.node, 0)
             with contextlib.suppress(OSError), open(path, "rb") as fh:
                 fh.seek(start)

@@ -130,7 +130,7 @@ class VrrpRouters(Technology):
                          for node, d in self.daemons_by_node.items()}}
 
     @staticmethod
-    def columns(trial: TrialRecord) -> Mapping[str, Any]:
+    def columns(trial: TrialRecord, row: Mapping[str, Any]) -> Mapping[str, Any]:
         """Takeover, prediction, dual-master time and fail-back (vrrp_timing), with the
         takeover counted from when a dead box's keepalived froze, a few ms before its
         links went down: the backup's master-down timer runs from its last advert."""
