@@ -72,6 +72,19 @@ for module in $REDLAB_MODULES; do
     modprobe -d "$mods" "$module" || fail module "$module"
 done
 
+# Frames between namespaces (veth, bridge, bond) are delivered in softirq context, which
+# the kernel hands to ksoftirqd, an ordinary task, once it is busy.  The lab's real-time
+# tasks (the gap probe, the MC-LAG agents) then starve the wires themselves: on this one
+# CPU, frames were delivered once a second, in the real-time throttling window, for
+# seconds after a daemon's start-up held the CPU (heartbeats all sent on time, all
+# received in bursts).  A wire does not wait for a busy host: ksoftirqd runs first.
+for task in /proc/[0-9]*; do
+    read -r comm < "$task/comm" 2>/dev/null || continue
+    case $comm in
+        ksoftirqd/*) chrt --fifo --pid 70 "${task#/proc/}" || fail sched "$comm" ;;
+    esac
+done
+
 if [ "$REDLAB_START_OVS" = 1 ]; then
     modprobe -d "$mods" openvswitch || fail module openvswitch
     /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random --no-mlockall \
