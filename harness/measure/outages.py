@@ -254,6 +254,15 @@ class ProbeAnalysis:
         """The first outage beginning in [t_ns, t_ns + within_ns]."""
         return next((o for o in self.outages if t_ns <= o.begin_ns <= t_ns + within_ns), None)
 
+    def worst_outage_between(self, t_ns: int, until_ns: int,
+                             besides: Outage | None = None) -> Outage | None:
+        """The outage that lost most among those covering ``t_ns`` or beginning before
+        ``until_ns`` (``besides`` left out): what a repair cost, however late its
+        consequences came (a rebooted switch rejoins seconds after its power)."""
+        found = [o for o in self.outages if o != besides
+                 and (o.covers(t_ns) or t_ns <= o.begin_ns <= until_ns)]
+        return max(found, key=lambda o: o.lost, default=None)
+
     def outage_for_event(self, t_ns: int, within_ns: int) -> Outage | None:
         """The outage a failure (or repair) injected at ``t_ns`` caused, if any.
 

@@ -55,8 +55,10 @@ def trial_figure(trial: Trial, gap: tuple[int, int] | None = None) -> Figure:
     failure = next((e for e in trial.events if e["kind"] in FAILURES), None)
     derived = gap is None
     if gap is None and failure is not None and trial.packets:
+        repair = next((e for e in trial.events if e["kind"] == "restore"), None)
         outage = failover_outage(trial.packets, int(failure["t_ns"]),
-                                 failure_call_ns(_facts(trial.path)))
+                                 failure_call_ns(_facts(trial.path)),
+                                 int(repair["t_ns"]) if repair else None)
         if outage is not None:  # an open edge ends at the outage's own lost sends
             gap = (outage.begin_ns, outage.end_ns or outage.last_lost_sent_ns)
     gap_s = None if gap is None else ((gap[0] - trial.t0_ns) / 1e9, (gap[1] - trial.t0_ns) / 1e9)

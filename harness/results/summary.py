@@ -96,8 +96,8 @@ def _probe_record(trial_dir: Path, traffic: Mapping[str, Any]) -> ProbeRecord:
                                 int(float(traffic["probe_interval_ms"]) * 1e6))
 
 
-def failover_outage(packets: Sequence[Packet], failure_ns: int,
-                    call_ns: int = 0) -> outages.Outage | None:
+def failover_outage(packets: Sequence[Packet], failure_ns: int, call_ns: int = 0,
+                    repair_ns: int | None = None) -> outages.Outage | None:
     """The round-trip outage a failure at ``failure_ns`` caused, if it caused one: the run
     of lost probes whose window covers the failure, or else the first that begins within
     EVENT_OUTAGE_WITHIN_S after it (a timer had to expire first).
@@ -105,9 +105,14 @@ def failover_outage(packets: Sequence[Packet], failure_ns: int,
     The failure is stamped at the middle of the call that made it (``call_ns`` long):
     it may have taken effect from the call's start, and an outage that fast can be over
     by the stamp (seen in UML: lost from 3.011 to 3.051 s, a cut called from 3.011 to
-    3.092 s), so the search starts there."""
+    3.092 s), so the search starts there. An outage that begins after the repair
+    (``repair_ns``) is the repair's, not the failure's."""
     rt = outages.analyse(packets, "round_trip")
-    return rt.outage_for_event(failure_ns - call_ns // 2, int(EVENT_OUTAGE_WITHIN_S * 1e9))
+    start_ns = failure_ns - call_ns // 2
+    within_ns = int(EVENT_OUTAGE_WITHIN_S * 1e9)
+    if repair_ns is not None:
+        within_ns = max(0, min(within_ns, repair_ns - start_ns))
+    return rt.outage_for_event(start_ns, within_ns)
 
 
 def failure_call_ns(facts: Mapping[str, Any]) -> int:
@@ -159,11 +164,14 @@ def base_columns(trial: TrialRecord) -> dict[str, Any]:
     rt = by_dir["round_trip"]
     # the search for the failure's outage starts with its call (see failover_outage)
     called_ns = cut_ns - failure_call_ns(facts) // 2
-    failover = (failover_outage(trial.probe.packets, cut_ns, failure_call_ns(facts))
-                if cut else None)
-    failback = rt.outage_for_event(restore_ns, within) if restore else None
-    if failback is not None and failback == failover:
-        failback = None  # the path was still down when the cable came back
+    failover = (failover_outage(trial.probe.packets, cut_ns, failure_call_ns(facts),
+                                restore["t_ns"] if restore else None) if cut else None)
+    # the repair's cost: the worst outage from it to the next failure or the end (the
+    # failure's own outage, still open when the cable came back, is not the repair's)
+    next_failure_ns = min((f["t_ns"] for f in facts["failures"] if f["t_ns"] > restore_ns),
+                          default=end_ns)
+    failback = (rt.worst_outage_between(restore_ns, next_failure_ns, besides=failover)
+                if restore else None)
     # No failure, no figure (a baseline); a failure that lost nothing cost 0 ms.
     none_lost = 0.0 if cut else math.nan
     before_mbps = stats.mean_throughput_mbps(trial.intervals, trial.t0_ns + 500_000_000,

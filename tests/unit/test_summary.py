@@ -137,3 +137,11 @@ def test_a_failure_whose_outage_ended_before_its_stamp_still_owns_it():
     assert failover_outage(packets, stamp) is None
     found = failover_outage(packets, stamp, call)
     assert found is not None and found.lost == 10
+
+
+def test_the_repair_costs_its_worst_outage_not_just_its_first(tmp_path):
+    # a rejoin in steps (an MC-LAG leaf's halves come back one by one): two outages
+    run = write_run(tmp_path / "run", {1: {"lost": set(range(155, 158)) | set(range(170, 190))}})
+    row = summary.trial_row(run / "trial-001")
+    assert row["failback_gap_ms"] == pytest.approx(21.0)  # sends 169 -> 190
+    assert row["outages"] == 2 and row["failover_gap_ms"] == 0.0
