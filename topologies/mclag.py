@@ -70,6 +70,7 @@ class Params(BondParams):
     peer_link_policy: PeerLinkPolicy = McLagOptions.model_fields["peer_link_policy"].default
     dual_active_policy: DualActivePolicy = McLagOptions.model_fields[
         "dual_active_policy"].default
+    delay_restore_ms: int = McLagOptions.model_fields["delay_restore_ms"].default
     keepalive: bool = Field(True, description="a keepalive link beside the peer link")
     primary_leaf: Literal["leaf1", "leaf2"] = "leaf1"
     # a misconfiguration to show the check: leaf2's bonds with another system id

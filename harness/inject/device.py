@@ -13,11 +13,15 @@ reboot, because only the caller knows their configuration (start them again with
 ``lab.popen``). Admin down also drops what the kernel ties to an up interface: routes via
 it other than the connected one, and IPv6 addresses unless keep_addr_on_down is set; the
 caller re-adds those too.
+
+``held`` names interfaces the reboot leaves down: what the device's own software brings up
+once it is ready (an MC-LAG leaf's dual-homed ports wait for its control plane, as vPC's
+delay restore does). Their far ends keep seeing no carrier.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -37,19 +41,22 @@ class DeviceFailure(Reversible):
     lab: Lab
     node: str
     processes: Sequence[ProcessRef] = ()
+    held: Collection[str] = ()
     _killed: list[str] = field(init=False, default_factory=list)
 
     def interfaces(self) -> list[str]:
         return node_interfaces(self.lab, self.node)
 
-    def far_ends(self) -> list[tuple[str, str]]:
-        return [self.lab.topo.far_end(self.node, intf) for intf in self.interfaces()]
+    def far_ends(self, intfs: Collection[str] | None = None) -> list[tuple[str, str]]:
+        return [self.lab.topo.far_end(self.node, intf) for intf in (
+            self.interfaces() if intfs is None else intfs)]
 
     def describe(self) -> str:
         kind = self.lab.topo.nodes[self.node].kind
         killed = ", ".join(self._killed) or "none"
+        held = f"; held down after the reboot: {', '.join(self.held)}" if self.held else ""
         return (f"device_down {kind} {self.node}: {', '.join(self.interfaces())} down;"
-                f" processes killed: {killed}")
+                f" processes killed: {killed}{held}")
 
     def apply(self) -> int:
         """Returns when the first interface went down (middle of its netlink call); the
@@ -68,21 +75,22 @@ class DeviceFailure(Reversible):
         return self._event(calls)
 
     def restore(self) -> int:
-        """Power the links back on; returns when the first came up (middle of its call).
+        """Power the links back on, all but ``held``; returns when the first came up
+        (middle of its call).
 
         Safe to call again, or after the lab stopped (its namespaces are gone then, and the
         links with them).
         """
         if self.lab.net is None:
             return self._event([])
-        calls = [set_admin_state(self.lab, self.node, intf, up=True)
-                 for intf in self.interfaces()]
-        self._wait_carrier(present=True)
+        back = [intf for intf in self.interfaces() if intf not in self.held]
+        calls = [set_admin_state(self.lab, self.node, intf, up=True) for intf in back]
+        self._wait_carrier(present=True, intfs=back)
         return self._event(calls)
 
-    def _wait_carrier(self, present: bool) -> None:
+    def _wait_carrier(self, present: bool, intfs: Collection[str] | None = None) -> None:
         # The neighbours' view is what matters: their NICs must see the change.
-        far = self.far_ends()
+        far = self.far_ends(intfs)
         timeouts.wait_for(
             f"carrier {'back' if present else 'loss'} at {self.node}'s neighbours",
             lambda: all(carrier(self.lab, n, i) == present for n, i in far),

@@ -161,6 +161,10 @@ class Lab:
         for tech in self.techs:
             tech.rebooted(node)
 
+    def held_after_reboot(self, node: str) -> list[str]:
+        """``node``'s interfaces its technologies keep down when it comes back."""
+        return sorted({i for tech in self.techs for i in tech.held_after_reboot(node)})
+
     def interface(self, node: str, name: str) -> str:
         """A scenario's interface name on ``node``: as given, or what a technology means
         by a symbolic one ("active": a bond's active member now)."""

@@ -41,7 +41,8 @@ class Timeline:
             return LinkCut(self.lab, step.node, intf, step.end or "far")
         if step.action == "device_down":
             node = self.lab.topo.far_end(step.node, intf)[0] if intf else step.node
-            return DeviceFailure(self.lab, node, self.lab.daemon_processes(node))
+            return DeviceFailure(self.lab, node, self.lab.daemon_processes(node),
+                                 held=self.lab.held_after_reboot(node))
         if step.action == "daemon_crash":
             return self._crash(step.node, step.daemon or "")
         if step.action == "drop_control":

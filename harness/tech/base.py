@@ -127,6 +127,11 @@ class Technology:
     def rebooted(self, node: str) -> None:
         """``node`` is back after a device failure: what ran on it starts afresh."""
 
+    def held_after_reboot(self, node: str) -> list[str]:
+        """``node``'s interfaces that stay down when it comes back from a device failure,
+        until what this technology runs there brings them up (after :meth:`rebooted`)."""
+        return []
+
     def interface_alias(self, node: str, alias: str) -> str | None:
         """The interface a scenario's symbolic name means on ``node`` now, if this
         technology knows the name."""

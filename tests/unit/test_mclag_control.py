@@ -26,6 +26,7 @@ from harness.tech.mclag.control import (
     Event,
     Message,
     PointMac,
+    ReleasePorts,
     SendNow,
     SetSystemId,
     ShutDownPorts,
@@ -72,9 +73,10 @@ class Pair:
     def __getitem__(self, leaf: str) -> Controller:
         return self.leaves[leaf]
 
-    def revive(self, leaf: str) -> None:
-        """A new agent (its controller starts over), as after a device death."""
-        config = self.leaves[leaf].config
+    def revive(self, leaf: str, **over: Any) -> None:
+        """A new agent (its controller starts over), as after a device death; ``over``
+        changes its settings."""
+        config = dataclasses.replace(self.leaves[leaf].config, **over)
         self.leaves[leaf] = Controller(config, self.now)
         self.alive.add(leaf)
 
@@ -277,6 +279,83 @@ def test_a_revived_leaf_becomes_secondary_and_the_reverted_one_takes_the_shared_
     assert of_type(pair.take("leaf2"), SetSystemId) == [SetSystemId("po1", SHARED)]
 
 
+# -- delay restore -------------------------------------------------------------------------
+DELAY = 3000  # ms
+
+
+def reboot(pair: Pair, leaf: str, dead_ms: int) -> None:
+    """``leaf`` dies for ``dead_ms`` and comes back with its dual-homed port held down."""
+    pair.run(HB)
+    pair.alive.discard(leaf)
+    pair.run(dead_ms)
+    pair.take("leaf1"), pair.take("leaf2")
+    pair.revive(leaf, held=["p1"], delay_restore_ms=DELAY)
+
+
+def test_a_rebooted_leaf_releases_its_ports_a_delay_restore_after_it_hears_its_peer():
+    pair = Pair()
+    reboot(pair, "leaf1", TIMEOUT + HB)
+    pair.run(HB)  # the first heartbeat heard: the wait begins
+    first = pair.take("leaf1")
+    assert pair["leaf1"].role == SECONDARY
+    assert kinds(first).count("delay_restore") == 1 and not of_type(first, ReleasePorts)
+    assert pair["leaf1"].status()["held"] == ["p1"]
+    pair.run(DELAY - HB)
+    assert not of_type(pair.take("leaf1"), ReleasePorts)  # one heartbeat short
+    pair.run(HB)
+    released = pair.take("leaf1")
+    assert of_type(released, ReleasePorts) == [ReleasePorts(("p1",))]
+    assert "ports_released" in kinds(released)
+    assert pair["leaf1"].deadline_ns() is not None  # the peer link's expiry, not the delay
+    pair.run(5 * HB)
+    assert not of_type(pair.take("leaf1"), ReleasePorts), "released once"
+
+
+def test_a_rebooted_leaf_alone_releases_its_ports_once_primary_then_the_delay():
+    pair = Pair()
+    pair.run(HB)
+    pair.alive.clear()
+    pair.revive("leaf2", held=["p1"], delay_restore_ms=DELAY)
+    pair.run(TIMEOUT - HB)
+    assert not of_type(pair.take("leaf2"), ReleasePorts)
+    pair.run(HB)  # primary: nobody heard since start
+    assert pair["leaf2"].role == PRIMARY
+    pair.run(DELAY - HB)
+    assert not of_type(pair.take("leaf2"), ReleasePorts)
+    assert pair["leaf2"].deadline_ns() == pair["leaf2"].ready_ns + DELAY * MS
+    pair.run(HB)
+    assert of_type(pair.take("leaf2"), ReleasePorts) == [ReleasePorts(("p1",))]
+
+
+def test_a_rebooted_secondary_keeps_its_ports_down_while_secondary_shutdown_wants_them_down():
+    pair = Pair(peer_link_policy="secondary-shutdown")
+    pair.cut = {"peer_link"}
+    reboot(pair, "leaf2", TIMEOUT + HB)
+    pair.run(TIMEOUT + DELAY)  # heard on the keepalive only: a shut down secondary
+    assert pair["leaf2"].shutdown and pair["leaf2"].role == SECONDARY
+    assert not of_type(pair.take("leaf2"), ReleasePorts)
+    pair.cut = set()
+    pair.run(HB)
+    assert not pair["leaf2"].shutdown
+    assert not of_type(pair.take("leaf2"), ReleasePorts)  # the delay starts over
+    pair.run(DELAY)
+    assert of_type(pair.take("leaf2"), ReleasePorts) == [ReleasePorts(("p1",))]
+
+
+def test_a_restarted_agent_without_held_ports_never_releases_any():
+    pair = Pair()
+    reboot(pair, "leaf1", HB)
+    pair.revive("leaf1", held=[])  # a daemon crash: the ports stayed up
+    pair.run(DELAY + 2 * HB)
+    taken = pair.take("leaf1")
+    assert not of_type(taken, ReleasePorts) and "delay_restore" not in kinds(taken)
+
+
+def test_held_ports_must_be_members_of_a_dual_homed_bond():
+    with pytest.raises(ValueError, match="held: p3 not a member"):
+        AgentConfig(**settings("leaf1", held=["p3"]))
+
+
 # -- split horizon -----------------------------------------------------------------------------
 def both_halves_up(pair: Pair) -> None:
     for leaf in pair.leaves:
@@ -299,7 +378,11 @@ def test_split_horizon_is_lifted_on_both_leaves_when_one_half_goes_down_and_rest
     pair.take("leaf1"), pair.take("leaf2")
     down = pair["leaf1"].on_local_half("srv", False, pair.now)
     assert of_type(down, SplitHorizon) == [SplitHorizon("srv", False)]
-    assert SendNow() in down  # the peer hears it at once, not at the next heartbeat
+    assert SendNow(first=True) in down  # the peer hears it at once, before leaf1 acts
+    up = pair["leaf1"].on_local_half("srv", True, pair.now)
+    # back up: leaf1 points its MACs at its bond before the peer restores its filter
+    assert of_type(up, SendNow) == [SendNow(first=False)]
+    pair["leaf1"].on_local_half("srv", False, pair.now)
     pair.do("leaf2", pair["leaf2"].on_heartbeat("peer_link", pair["leaf1"].message(pair.now),
                                                 pair.now))
     lifted = pair.take("leaf2")

@@ -5,7 +5,9 @@ Run by the harness inside the leaf's namespace as ``python -m harness.tech.mclag
 CONFIG.json`` (:class:`~harness.tech.mclag.control.AgentConfig`); SIGTERM stops it within
 a select wake-up (exit 0) and leaves the leaf as it is, like SIGKILL (device death). A
 restarted agent first clears what a killed one may have left: split horizon filters,
-static MAC entries on the peer link and the bonds, a reverted system id.
+static MAC entries on the peer link and the bonds, a reverted system id. Started after a
+reboot, it brings the dual-homed ports the harness held down up once the controller's
+delay restore allows.
 
 - Heartbeats: raw Ethernet on the peer link and the keepalive link
   (:mod:`harness.tech.mclag.heartbeat`).
@@ -37,6 +39,7 @@ from pyroute2 import IPRoute
 from harness.errors import LabError
 from harness.tech.bond.options import OPTIONS, netlink_value
 from harness.tech.lacp.linux import Membership, read_linux
+from harness.tech.lacp.state import PortState
 from harness.tech.mclag import control, fdb, splithorizon
 from harness.tech.mclag.control import Action, AgentConfig, Controller
 from harness.tech.mclag.heartbeat import (
@@ -52,6 +55,7 @@ log = logging.getLogger("redlab.mclag.agent")
 
 HALF_POLL_NS = 50_000_000  # the bonds' LACP state, read this often besides notifications
 AGENT_RT_PRIORITY = 60     # above redlab-probe's 50 (harness/measure/native)
+STARTUP_RT_PRIORITY = 40   # while it imports: below the probe and the running agents
 
 
 class Agent:
@@ -94,7 +98,13 @@ class Agent:
                 self._set_system_id(bond, self.config.system_id)
         cleared = fdb.remove_static(self.ipr, self.index[self.config.bridge],
                                     [self.index[p] for p in (self.config.peer_link, *bonds)])
-        self._event("started", {"pid": os.getpid(), "static_macs_cleared": len(cleared)})
+        # The controller's clock (its wait for a peer before it may call itself primary)
+        # starts now that it listens: the clearing above took longer than a 500 ms peer
+        # timeout in User-mode Linux under load, and a rebooted leaf then took the
+        # primary role before reading the heartbeat waiting on its socket.
+        self.controller = Controller(self.config, time.monotonic_ns())
+        self._event("started", {"pid": os.getpid(), "static_macs_cleared": len(cleared),
+                                "held": list(self.config.held)})
         self._read_halves()
 
     def run(self, stopping: Callable[[], bool], wake: int) -> None:
@@ -174,8 +184,9 @@ class Agent:
 
     def _half(self, server: str, now: int) -> None:
         """A local half is up when its bond has carrier AND LACP distributes on one of its
-        members, as the bond's status file says (the mux state; no notification tells its
-        changes, hence the poll): a cable back up is not a half back until LACP has
+        members toward a partner that collects, as the bond's status file says (the mux
+        state; no notification tells its changes, hence the poll): a cable back up is not
+        a half back until LACP has
         bundled it (SONiC waits for its port channel, vPC for its delay-restore), or
         frames for the server go to a member that drops them; and a half goes down
         without any carrier change when LACP stops distributing (its LACPDUs lost).
@@ -189,9 +200,17 @@ class Agent:
         carrier = {name: _has_carrier(link["flags"]) for name, link in zip(
             names, self.ipr.get_links(*(self.index[n] for n in names)), strict=True)}
         try:
+            side = read_linux(bond)
             # Membership: a member back from a carrier loss shows its old, distributing
-            # state for one LACP tick before the state machine resets it
-            members = self.membership.setdefault(bond, Membership()).update(read_linux(bond))
+            # state for one LACP tick before the state machine resets it ...
+            members = frozenset(
+                m for m in self.membership.setdefault(bond, Membership()).update(side)
+                # ... and the server's end must collect: Linux's mux (coupled control)
+                # distributes once the partner is in sync, not once it collects; a
+                # server's member that joined its aggregator late dropped what a rebooted
+                # leaf sent it for 320 ms (UML). The partner's LACPDU says it collects.
+                if (partner := side.members[m].partner) is not None
+                and PortState.COLLECTING in partner.state)
         except LabError:  # the bond is gone: no half
             members = frozenset()
         # A member's own carrier counts at once: the bond notices its loss only at its
@@ -212,7 +231,8 @@ class Agent:
 
     # -- actions --------------------------------------------------------------------------
     def _execute(self, actions: list[Action]) -> None:
-        if any(isinstance(a, control.SendNow) for a in actions):
+        sends = [a.first for a in actions if isinstance(a, control.SendNow)]
+        if any(sends):
             self._beat()  # the peer first: what it must do waits on this news
         for action in actions:
             self.changed = True
@@ -221,14 +241,19 @@ class Agent:
             except Exception as exc:  # one failed action must not stop the control plane
                 log.exception("%s failed", action)
                 self._event("action_failed", {"action": repr(action), "error": str(exc)})
+        if sends and not any(sends):
+            self._beat()  # news the peer must act on only after this leaf did
 
     def _do(self, action: Action) -> None:
         if isinstance(action, control.Event):
             self._event(action.kind, action.detail)
         elif isinstance(action, control.SendNow):
-            pass  # sent before the actions (_execute)
+            pass  # sent before or after the actions (_execute)
         elif isinstance(action, control.ShutDownPorts):
             self._shut_down(action.down)
+        elif isinstance(action, control.ReleasePorts):
+            for port in action.ports:
+                self.ipr.link("set", index=self.index[port], state="up")
         elif isinstance(action, control.SetSystemId):
             self._set_system_id(action.bond, action.mac)
         elif isinstance(action, control.SplitHorizon):
@@ -292,11 +317,6 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as exc:
         print(f"mclag agent: {args[0]}: {exc}", file=sys.stderr)
         return 2
-    # A switch's control plane runs ahead of the traffic it steers: on one CPU (User-mode
-    # Linux) the gap probe (SCHED_FIFO 50) and iperf3 otherwise starve the heartbeats for
-    # hundreds of ms, and a 500 ms peer timeout fires with both leaves alive.
-    with contextlib.suppress(OSError, AttributeError):
-        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(AGENT_RT_PRIORITY))
     stop: list[int] = []
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK)
     signal.set_wakeup_fd(wake_w)  # a signal during select wakes it at once
@@ -310,6 +330,13 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         try:
             agent.start()
+            # A switch's control plane runs ahead of the traffic it steers: on one CPU
+            # (User-mode Linux) the gap probe (SCHED_FIFO 50) and iperf3 otherwise starve
+            # the heartbeats for hundreds of ms, and a 500 ms peer timeout fires with
+            # both leaves alive. Not before: start() runs tc, which held the probe off
+            # for 360 ms at this priority.
+            with contextlib.suppress(OSError, AttributeError):
+                os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(AGENT_RT_PRIORITY))
             agent.run(lambda: bool(stop), wake_r)
         finally:
             agent.close()

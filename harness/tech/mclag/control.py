@@ -27,6 +27,13 @@ The rules, and the real pair each follows:
   the peer link (SONiC re-points to the peer link); the peer's orphan MACs at the peer
   link; nothing the peer no longer reports, nothing once it is lost, and nothing this
   leaf learned itself.
+- Delay restore (Cisco vPC ``delay restore``, Dell VLT's, Cumulus clagd's init delay): a
+  leaf back from a reboot keeps its dual-homed ports down (``held``) until it knows where
+  it stands: its peer heard (whose MACs the same heartbeat syncs), or, alone, primary
+  after a peer timeout (vPC's auto-recovery, with RedLab's shorter wait); then
+  ``delay_restore_ms`` more, and never while secondary-shutdown wants them down.
+  Without it the servers bundle their members into a leaf that knows neither its role
+  nor its peer's MACs.
 """
 
 from __future__ import annotations
@@ -73,6 +80,8 @@ class AgentConfig:
     peer_timeout_ms: int = Field(5000, gt=0)       # vPC peer keepalive timeout
     peer_link_policy: PeerLinkPolicy = "secondary-shutdown"
     dual_active_policy: DualActivePolicy = "keep-system-id"
+    held: list[Ifname] = field(default_factory=list)  # ports down since a reboot
+    delay_restore_ms: int = Field(30000, ge=0)     # vPC delay restore
 
     @classmethod
     def from_file(cls, path: str | Path) -> AgentConfig:
@@ -94,6 +103,10 @@ class AgentConfig:
             raise ValueError(f"peer_timeout_ms: {self.peer_timeout_ms} is shorter than two"
                              f" heartbeats ({2 * self.heartbeat_ms}): one late heartbeat"
                              " would read as a dead peer")
+        members = {p for b in self.dual_homed.values() for p in self.members.get(b, ())}
+        if stray := sorted(set(self.held) - members):
+            raise ValueError(f"held: {', '.join(stray)} not a member of a dual-homed bond"
+                             " (only those wait for the delay restore)")
         if ORPHAN in self.dual_homed:
             raise ValueError(f"dual_homed: {ORPHAN!r} is the label of single-homed MACs")
         bonds = list(self.dual_homed.values())
@@ -142,6 +155,11 @@ class ShutDownPorts:
 
 
 @dataclass(frozen=True)
+class ReleasePorts:
+    ports: tuple[str, ...]          # held down since the reboot: up now
+
+
+@dataclass(frozen=True)
 class SetSystemId:
     bond: str
     mac: str                        # ad_actor_system
@@ -168,10 +186,16 @@ class Event:
 
 @dataclass(frozen=True)
 class SendNow:
-    """A triggered heartbeat: something the peer acts on changed here."""
+    """A triggered heartbeat: something the peer acts on changed here. ``first``: before
+    this leaf's own actions (a half gone down: the peer's filter must go at once); else
+    after them (a half back up: this leaf points its MACs at it before the peer drops
+    what still comes over the peer link)."""
+
+    first: bool = True
 
 
-Action = SetRole | ShutDownPorts | SetSystemId | SplitHorizon | PointMac | Event | SendNow
+Action = (SetRole | ShutDownPorts | ReleasePorts | SetSystemId | SplitHorizon | PointMac | Event
+          | SendNow)
 
 
 class Controller:
@@ -196,6 +220,9 @@ class Controller:
         self.split = dict.fromkeys(config.dual_homed, False)
         self.macs: dict[str, str] = {}      # MAC -> port of the static entry installed
         self._strangers: set[str] = set()
+        self.held = list(config.held)       # dual-homed ports down until delay restore
+        self.delay_ns = config.delay_restore_ms * 1_000_000
+        self.ready_ns: int | None = None    # when the delay restore's wait began
 
     # -- inputs ---------------------------------------------------------------------------
     def on_heartbeat(self, path: str, message: Message, now_ns: int) -> list[Action]:
@@ -215,7 +242,7 @@ class Controller:
         self.local_up[server] = up
         event = Event(f"local_half_{'up' if up else 'down'}",
                       {"server": server, "bond": self.config.dual_homed[server]})
-        return [event, *self._reconcile(now_ns), SendNow()]
+        return [event, *self._reconcile(now_ns), SendNow(first=not up)]
 
     def on_local_macs(self, macs: Mapping[str, str], now_ns: int) -> list[Action]:
         """The MACs this leaf learned on its own ports (MAC -> server or ORPHAN)."""
@@ -233,6 +260,8 @@ class Controller:
                  if heard is not None and self.path_up[path]]
         if self.role == NONE:
             times.append(self.start_ns + self.timeout_ns)
+        if self.held and self.ready_ns is not None:
+            times.append(self.ready_ns + self.delay_ns)
         return min(times, default=None)
 
     def message(self, now_ns: int) -> Message:
@@ -250,7 +279,8 @@ class Controller:
             "leaf", "role", "seq", "halves")}
         return {"leaf": self.config.leaf, "role": self.role, "paths": self.path_up,
                 "peer_alive": self.peer_alive, "peer": peer, "local_halves": self.local_up,
-                "split_horizon": self.split, "shutdown": self.shutdown, "macs": self.macs,
+                "split_horizon": self.split, "shutdown": self.shutdown, "held": self.held,
+                "macs": self.macs,
                 "system_id": dict.fromkeys(self.config.dual_homed.values(), mac)}
 
     # -- the rules ------------------------------------------------------------------------
@@ -275,6 +305,7 @@ class Controller:
                 actions.append(Event("peer_lost", {"role": self.role}))
         actions += self._elect(now)
         actions += self._shutdown(now)
+        actions += self._delay_restore(now)
         actions += self._system_id()
         actions += self._split_horizon()
         actions += self._point_macs()
@@ -318,6 +349,24 @@ class Controller:
         ports = sorted(p for b in self.config.dual_homed.values() for p in self.config.members[b])
         return [ShutDownPorts(down),
                 Event("ports_shut_down" if down else "ports_restored", {"ports": ports})]
+
+    def _delay_restore(self, now: int) -> list[Action]:
+        if not self.held:
+            return []
+        why = ("peer heard" if self.peer_alive and self.peer is not None
+               else "alone, primary" if self.role == PRIMARY else "")
+        if not why or self.shutdown:
+            self.ready_ns = None  # not ready (again): the wait starts over
+            return []
+        actions: list[Action] = []
+        if self.ready_ns is None:
+            self.ready_ns = now
+            actions.append(Event("delay_restore", {"ports": self.held, "why": why,
+                                                   "delay_ms": self.delay_ns / 1e6}))
+        if now - self.ready_ns < self.delay_ns:
+            return actions
+        ports, self.held = tuple(self.held), []
+        return [*actions, ReleasePorts(ports), Event("ports_released", {"ports": list(ports)})]
 
     def _system_id(self) -> list[Action]:
         if self.reverted == self.own_id:

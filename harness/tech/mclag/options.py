@@ -6,7 +6,9 @@ harness/tech/mclag/agent.py) follows Cisco vPC by default: a peer keepalive ever
 the peer declared lost after 5 s, the secondary suspending its dual-homed ports when the
 peer link fails while the keepalive still hears the peer, and both switches keeping the
 shared system id in a dual-active split.  The other policies are SONiC's and Cumulus'
-(revert to the switch's own system id when the peer is lost).
+(revert to the switch's own system id when the peer is lost). A rebooted leaf keeps its
+dual-homed ports down until it has heard its peer and then for vPC's delay restore (30 s;
+Dell VLT waits 90 s).
 """
 
 from __future__ import annotations
@@ -35,6 +37,9 @@ class McLagOptions(BaseModel):
     peer_timeout_ms: int = Field(5000, ge=10, le=600000, description="Cisco vPC: 5 s")
     peer_link_policy: PeerLinkPolicy = "secondary-shutdown"
     dual_active_policy: DualActivePolicy = "keep-system-id"
+    delay_restore_ms: int = Field(30000, ge=0, le=3600000, description="Cisco vPC delay"
+                                  " restore, 30 s: a rebooted leaf's dual-homed ports stay"
+                                  " down this long after it has heard its peer")
 
     @field_validator("system_id", mode="before")
     @classmethod

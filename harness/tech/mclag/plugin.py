@@ -16,7 +16,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,8 +24,8 @@ from harness import timeouts
 from harness.errors import LabError
 from harness.tech.base import Daemon, Technology, Watcher
 from harness.tech.bond.options import OPTIONS, netlink_value
-from harness.tech.mclag import summary
-from harness.tech.mclag.agent import AGENT_RT_PRIORITY
+from harness.tech.mclag import fdb, summary
+from harness.tech.mclag.agent import STARTUP_RT_PRIORITY
 from harness.tech.mclag.options import McLagPair
 from harness.tech.mclag.watchers import AgentEvents, ServerAggregators
 
@@ -126,7 +126,7 @@ class McLag(Technology):
         assert self.lab.workdir is not None
         return (self.lab.workdir / "mclag" / node).resolve()
 
-    def _config(self, node: str) -> dict[str, Any]:
+    def _config(self, node: str, held: Sequence[str] = ()) -> dict[str, Any]:
         leaf, peer = self.pair.leaf(node), self.pair.peer_of(node)
         assert leaf is not None
         ipr = self.lab.ipr(node)
@@ -145,20 +145,25 @@ class McLag(Technology):
             "heartbeat_ms": o.heartbeat_ms, "peer_timeout_ms": o.peer_timeout_ms,
             "peer_link_policy": o.peer_link_policy,
             "dual_active_policy": o.dual_active_policy,
+            "held": list(held), "delay_restore_ms": o.delay_restore_ms,
             "events": str(folder / "events.jsonl"), "status": str(folder / "status.json"),
         }
 
-    def _start_agent(self, node: str) -> subprocess.Popen[bytes]:
+    def _start_agent(self, node: str, held: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        """``held``: ports down since a reboot, for the agent to bring up (delay restore)."""
         folder = self.folder(node)
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "config.json"
-        config.write_text(json.dumps(self._config(node), indent=2))
+        config.write_text(json.dumps(self._config(node, held), indent=2))
         (folder / "status.json").unlink(missing_ok=True)
         argv = [sys.executable, "-m", "harness.tech.mclag.agent", str(config)]
         chrt = shutil.which("chrt")
-        if chrt:  # real-time from its first instruction (see agent.AGENT_RT_PRIORITY):
-            # a leaf rebooted under traffic took 7 s to import its Python without it
-            argv = [chrt, "--fifo", str(AGENT_RT_PRIORITY), *argv]
+        if chrt:  # real-time from its first instruction, but below the running agents and
+            # the probe until its imports are done (it then takes AGENT_RT_PRIORITY):
+            # without it a leaf rebooted under traffic took 7 s to import its Python, and
+            # at their priority its import held the one CPU of User-mode Linux for 2.2 s,
+            # the running peer's heartbeats with it
+            argv = [chrt, "--fifo", str(STARTUP_RT_PRIORITY), *argv]
         with open(folder / "agent.log", "ab") as out:
             proc = self.lab.popen(node, argv, stdout=out, stderr=subprocess.STDOUT)
         self.procs[node] = proc
@@ -229,14 +234,28 @@ class McLag(Technology):
 
         return [Daemon(DAEMON, node, running, pids, lambda: self._start_agent(node))]
 
+    def held_after_reboot(self, node: str) -> list[str]:
+        """A leaf's dual-homed member ports: its agent brings them up (delay restore)."""
+        leaf = self.pair.leaf(node)
+        if leaf is None:
+            return []
+        return sorted(port for bond in leaf.dual_homed.values()
+                      for port in self.lab.topo.bond(node, bond).members)
+
     def rebooted(self, node: str) -> None:
-        """A leaf back from the dead starts from its configuration: the shared system id
-        on its bonds (a revert it made is lost with its RAM) and a new agent, which
-        installs split horizon and MAC entries again once it hears its peer."""
+        """A leaf back from the dead starts from its configuration, as after a real
+        reboot: no static MAC entries (lost with its RAM: until its agent runs, frames
+        for its peer's MACs flood, as on a fresh switch), the shared system id on its
+        bonds (a revert it made is lost too), and a new agent, which installs split
+        horizon and MAC entries again once it hears its peer and brings the dual-homed
+        ports the harness held down back up after the delay restore."""
         leaf = self.pair.leaf(node)
         if leaf is None:
             return
         ipr = self.lab.ipr(node)
+        bridge = ipr.link_lookup(ifname=self.pair.bridge)[0]
+        fdb.remove_static(ipr, bridge, [ipr.link_lookup(ifname=port)[0] for port in (
+            leaf.peer_link, *leaf.dual_homed.values())])
         shared = netlink_value(OPTIONS["ad_actor_system"],
                                leaf.system_id or self.pair.options.system_id)
         for bond in leaf.dual_homed.values():
@@ -246,7 +265,7 @@ class McLag(Technology):
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait(timeout=timeouts.PROCESS_EXIT)
-        self._start_agent(node)
+        self._start_agent(node, held=self.held_after_reboot(node))
 
     def watchers(self, events: EventLog) -> list[Watcher]:
         self._watcher = AgentEvents(self, events)
