@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -87,22 +88,33 @@ def run(
     deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
     run_id: RunIdOption = None,
     verbose: VerboseOption = False,
+    expect_json: Annotated[str | None, typer.Option(hidden=True)] = None,  # a suite run's
 ) -> None:
-    """Run SCENARIO's trials and write summary.csv, events and raw tool output."""
+    """Run SCENARIO's trials and write summary.csv, events and raw tool output; exit 1
+    when a trial fails an expectation of the scenario's expect: block."""
+    from harness.results import verdicts
+
     _setup(verbose)
     with _reported():
-        _run(scenario, parse_params(param), repeat, out, lab, deadline, run_id)
+        extra = verdicts.parse(json.loads(expect_json), "--expect-json", "") if expect_json else {}
+        rows = _run(scenario, parse_params(param), repeat, out, lab, deadline, run_id, extra)
+    raise typer.Exit(verdicts.exit_code([row.get("verdict", "") for row in rows]))
 
 
 def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path | None,
-         lab: str, deadline: float, run_id: str | None) -> None:
+         lab: str, deadline: float, run_id: str | None,
+         expect: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """The run's summary rows, verdicts included; measured before they are judged, so a
+    failed expectation loses nothing (the caller turns it into exit 1)."""
     from harness.lab import LABS, choose_lab
+    from harness.results import console, recheck, verdicts
+    from harness.scenario.resolve import resolve
     from harness.scenario.runner import RunRequest, run_scenario
 
     # Everything is validated before anything is created.
     if lab not in LABS:
         raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one of them")
-    scenario, topology, params = _resolve(scenario_path, overrides)
+    scenario, topology, params = resolve(scenario_path, overrides, expect)
     # shaped cables (a topology's rate parameter) need tbf, whatever the scenario lists
     needs = list(dict.fromkeys([*scenario.requires,
                                 *(["tbf"] if any(k.rate_mbit for k in topology.links) else [])]))
@@ -117,65 +129,37 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         args = ["run", str(scenario_path.resolve()), "--repeat", str(repeat)]
         for key, value in overrides.items():
             args += ["--param", f"{key}={value}"]
+        if expect:
+            args += ["--expect-json", json.dumps(verdicts.to_doc(expect))]
         from harness.inject.filter import TC_MODULES
 
         drops = any(step.action == "drop_control" for step in scenario.steps)
-        _in_uml(args, out, run_id, deadline, needs, TC_MODULES if drops else ())
-        return
+        code = _in_uml(args, out, run_id, deadline, needs, TC_MODULES if drops else (),
+                       check=False)  # the guest printed its verdicts; exit 1 may be one
+        if code and not recheck.failed_verdict(out, code):
+            raise typer.Exit(code)
+        return recheck.stored_rows(out)
     started = time.monotonic()
     store = run_scenario(RunRequest(scenario, scenario_path.resolve(), topology, params,
                                     repeat, out, run_id))
     log.info("%d trial(s) in %.1f s; results in %s", len(store.rows),
              time.monotonic() - started, out)
     for row in store.rows:
-        log.info("trial %s: outage window %.1f ms (estimate %.1f, %s lost, %s outage(s)),"
-                 " recovered before the repair: %s; %s", row["trial"], row["failover_gap_ms"],
-                 row["failover_gap_estimate_ms"], row["lost_packets"], row["outages"],
-                 row["recovered_before_restore"], _redundancy(row))
+        log.info("%s", console.trial_figures(row))
+    _say([*console.trial_lines(store.rows, scenario.expect), console.run_line(store.rows)]
+         if scenario.expect else [])
+    return store.rows
 
 
-def _redundancy(row: dict[str, Any]) -> str:
-    """What the redundancy mechanism did in a trial, in one phrase."""
-    if "vrrp_master_before" in row:
-        dual = (f", two masters for {row['vrrp_dual_master_ms']} ms"
-                if row["vrrp_masters_max"] > 1 else "")
-        return (f"VRRP master {row['vrrp_master_before']} -> {row['vrrp_new_master'] or 'none'}"
-                f" after {row['vrrp_takeover_ms']} ms (master down interval"
-                f" {row['vrrp_master_down_ms']} ms){dual}, {row['vrrp_master_after']} at the end")
-    if "active_before" in row:
-        return f"active {row['active_before']} -> {row['active_after']}"
-    return "no bond or VRRP in this topology"
-
-
-def _suite_params(params: dict[str, Any]) -> dict[str, str]:
-    """A suite's YAML values as --param would give them (a list becomes a,b)."""
-    return {k: ",".join(map(str, v)) if isinstance(v, list) else str(v)
-            for k, v in params.items()}
-
-
-def _resolve(scenario_path: Path, overrides: dict[str, str]) -> tuple[Any, Any, dict[str, Any]]:
-    """Scenario, topology and parameters with ``overrides`` applied, all checked.
-
-    ``traffic.<field>=value`` overrides the scenario's traffic (e.g. traffic.parallel=8);
-    every other key is a topology parameter.
-    """
-    from harness.scenario.model import load_scenario
-    from harness.topology.loader import build_topology
-
-    scenario = load_scenario(scenario_path)
-    traffic = {k.removeprefix("traffic."): v for k, v in overrides.items()
-               if k.startswith("traffic.")}
-    if traffic:
-        scenario = scenario.with_traffic(traffic, scenario_path)
-    topo_params = {k: v for k, v in overrides.items() if not k.startswith("traffic.")}
-    topology, params = build_topology(scenario.topology, {**scenario.params, **topo_params})
-    scenario.check_against(topology, scenario_path)
-    return scenario, topology, params
+def _say(lines: list[tuple[str, str]]) -> None:
+    for text, verdict in lines:
+        typer.secho(text, fg={"pass": "green", "fail": "red"}.get(verdict))
 
 
 def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
-            requires: list[str], extra_modules: tuple[str, ...] = ()) -> None:
-    """Run ``redlab <args>`` natively inside a User-mode Linux guest, results into ``out``.
+            requires: list[str], extra_modules: tuple[str, ...] = (), check: bool = True) -> int:
+    """Run ``redlab <args>`` natively inside a User-mode Linux guest, results into ``out``;
+    its exit code is returned, or passed on as ours (``check``) when it is not 0.
 
     ``extra_modules`` are loaded at boot too: a module the kernel would load on first use
     costs hundreds of ms inside UML, which must not land inside a measured failure."""
@@ -207,8 +191,9 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
     log.info("UML: boot %.1f s, run %.1f s, exit %d", result.boot_s, result.run_s,
              result.returncode)
     draw_pending(out)  # what was measured is drawn, whatever stopped the run
-    if result.returncode != 0:
+    if check and result.returncode != 0:
         raise typer.Exit(result.returncode)
+    return result.returncode
 
 
 @app.command()
@@ -220,7 +205,10 @@ def suite(
     verbose: VerboseOption = False,
 ) -> None:
     """Run every scenario of a suite (sweeps expanded), each into its own folder under OUT;
-    all rows in OUT/suite.csv, medians per run printed."""
+    all rows in OUT/suite.csv, medians and verdict per run printed; exit 1 when a run
+    failed an expectation."""
+    from harness.results import console
+    from harness.scenario.resolve import resolve, suite_overrides
     from harness.scenario.suite import combine, load_suite, medians
 
     _setup(verbose)
@@ -228,23 +216,28 @@ def suite(
         spec = load_suite(suite_file)
         # Validate every run before the first one starts: a typo in run 3 fails now.
         for item in spec.runs:
-            _resolve(item.scenario, _suite_params(item.params))
+            resolve(item.scenario, suite_overrides(item.params), item.expect)
         root = out or Path("results") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-        folders = []
+        folders, judged = [], []
         try:
             for number, item in enumerate(spec.runs, start=1):
-                params = _suite_params(item.params)
+                params = suite_overrides(item.params)
                 label = "-".join([f"{number:02d}", item.scenario.stem,
                                   *(f"{k}={v}" for k, v in params.items())])
                 folders.append((label, root / label))
-                _run(item.scenario, params, item.repeat, root / label, lab, deadline, None)
+                rows = _run(item.scenario, params, item.repeat, root / label, lab, deadline,
+                            None, item.expect)
+                judged.append((label, console.run_line(rows)))
         finally:  # the rows of the runs that finished are kept, whatever stopped the rest
             if folders:
                 table = combine(folders, root / "suite.csv")
                 if not table.empty:
                     typer.echo(medians(table).to_string())
+            _say([(f"{label}: {text}", verdict) for label, (text, verdict) in judged])
         typer.echo(f"suite {spec.name}: {len(spec.runs)} run(s) written under {root};"
                    f" every row in {root / 'suite.csv'}")
+    if any(verdict == "fail" for _, (_, verdict) in judged):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -344,6 +337,25 @@ def summarize(folder: Annotated[Path, typer.Argument(help="a run folder, or a su
         if not table.empty:
             typer.echo(medians(table).to_string())
         typer.echo(f"every row in {folder / 'suite.csv'}")
+
+
+@app.command()
+def verdict(
+    folder: Annotated[Path, typer.Argument(help="a run folder, or a suite folder")],
+    expect: Annotated[Path | None, typer.Option(help="YAML file whose expect: block is added (replacing the stored bounds on the same figures)")] = None,  # noqa: E501
+) -> None:
+    """Hold FOLDER's trials against their expectations again, from its stored files alone;
+    writes nothing. Exit 1 when a trial fails one."""
+    from harness.results import console, recheck, verdicts
+
+    _setup(False)
+    with _reported():
+        extra = recheck.load_expect_file(expect) if expect else {}
+        judged = [(run, *recheck.recheck(run, extra)) for run in recheck.runs_in(folder)]
+    for run, rows, held in judged:
+        typer.echo(f"{run.name}:")
+        _say([*console.trial_lines(rows, held), console.run_line(rows)])
+    raise typer.Exit(verdicts.exit_code([r["verdict"] for _, rows, _ in judged for r in rows]))
 
 
 @app.command()

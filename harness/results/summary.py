@@ -23,6 +23,7 @@ from harness.errors import LabError
 from harness.measure import counters, gapprobe, iperf, outages, probe, stats
 from harness.measure.iperf import Interval
 from harness.measure.probe import Packet, ProbeRecord
+from harness.results import prediction, verdicts
 from harness.results.samples import read_events
 
 # A failure's outage may begin after the event (a timer must expire first): look this far.
@@ -123,7 +124,9 @@ def failure_call_ns(facts: Mapping[str, Any]) -> int:
 
 def trial_row(trial_dir: Path, run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The trial's summary row: what every trial has, then what each technology adds
-    (each says nothing where its state is not in the folder), then the parameters."""
+    (each says nothing where its state is not in the folder), the window predicted for
+    the figure its failure puts to the test, then the parameters, then
+    the verdict on the scenario's expectations (stored with it in metadata.json)."""
     from harness.tech.registry import TECHNOLOGIES
 
     trial = load(trial_dir, run)
@@ -131,7 +134,15 @@ def trial_row(trial_dir: Path, run: Mapping[str, Any] | None = None) -> dict[str
     row.update(spread_columns(trial.members))
     for tech in TECHNOLOGIES:  # in registry order: each may read the columns before it
         row.update(tech.columns(trial, row))
+    row.update(prediction.columns(trial, row, TECHNOLOGIES))  # beside the measured figure
     row.update(trial.run.get("params", {}))
+    # last: the expectations may name any column above
+    where = f"the run in {trial_dir.parent}"
+    expect = verdicts.parse(trial.run["scenario"].get("expect"), f"expect: of {where}",
+                            f"correct expect: in {trial_dir.parent / 'metadata.json'}")
+    row.update(verdicts.judge(row, expect, f"{trial_dir.name}'s summary row", (
+        "correct expect: (the scenario's, the suite run's or the --expect file's); this"
+        f" trial's files are kept in {trial_dir}")).columns())
     return row
 
 

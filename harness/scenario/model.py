@@ -17,6 +17,7 @@ from pydantic import (
 
 from harness.errors import ConfigError
 from harness.lab.capabilities import LAB_BASE_FEATURES, SCENARIO_FEATURES
+from harness.results.verdicts import Bound, Expect
 from harness.topology.model import Topology
 from harness.validation import config_error
 
@@ -105,6 +106,8 @@ class Scenario(Strict):
     traffic: Traffic
     # No steps: a baseline (capacity, how flows spread) with nothing failing.
     steps: list[Step] = []
+    # figure -> bound, held against every trial's summary row (harness.results.verdicts)
+    expect: Expect = {}
 
     @field_validator("requires")
     @classmethod
@@ -137,6 +140,11 @@ class Scenario(Strict):
         except ValidationError as exc:
             raise config_error(f"--param traffic.* for scenario {path}", exc,
                                f"traffic fields: {', '.join(Traffic.model_fields)}") from exc
+
+    def with_expect(self, extra: dict[str, Bound]) -> Scenario:
+        """This scenario with ``extra`` expectations (a suite run's) added to its own,
+        replacing those on the same figures."""
+        return self.model_copy(update={"expect": {**self.expect, **extra}}) if extra else self
 
     def check_against(self, topo: Topology, path: Path) -> None:
         """Every step names a node, interface and daemon the topology has: caught before

@@ -1,8 +1,10 @@
 """A suite: an ordered list of scenario runs (file, parameters, repeat), itself a YAML file.
 
 A run may sweep parameters (``sweep: {miimon: [10, 100, 500]}``): it expands into one
-run per combination, which is how a benchmark across parameters is written.  After the
-runs, every summary row goes into one ``suite.csv`` with the medians printed per run.
+run per combination, which is how a benchmark across parameters is written.  A run's
+``expect:`` adds to its scenario's expectations (harness.results.verdicts), replacing
+those on the same figures.  After the runs, every summary row goes into one
+``suite.csv`` with the medians printed per run.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import yaml
 from pydantic import Field, ValidationError
 
 from harness.errors import ConfigError
+from harness.results.verdicts import Expect
 from harness.scenario.model import Strict
 from harness.validation import config_error
 
@@ -25,6 +28,7 @@ class SuiteRun(Strict):
     repeat: int = Field(1, ge=1)
     params: dict[str, Any] = {}
     sweep: dict[str, list[Any]] = {}  # parameter -> values; one run per combination
+    expect: Expect = {}  # added to the scenario's, replacing those on the same figures
 
     def expand(self) -> list[SuiteRun]:
         if not self.sweep:

@@ -27,7 +27,10 @@ reboots through ``rebooted(node)``, crashed by a ``daemon_crash`` step);
 ``columns(trial, row)`` the summary columns it adds, computed from the trial folder alone
 (see harness.results.summary), so ``redlab summarize`` recomputes them; ``row`` holds the
 columns computed before it (the probe's, and those of the technologies ahead of it in
-the registry), to read rather than compute again.
+the registry), to read rather than compute again.  ``prediction(trial, row)``, asked
+once every technology has added its columns, is the window its timers give the figure
+the trial's first failure puts to the test (harness.results.prediction chooses among
+the technologies that answer).
 
 A new technology is a package under harness/tech/ whose ``plugin.py`` subclasses
 :class:`Technology`, one entry in the registry, a topology, scenarios and tests.
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
     from harness.inject.daemon import ProcessRef
     from harness.lab.running import Lab
     from harness.results.events import EventLog
+    from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
     from harness.topology.model import Topology
 
@@ -153,3 +157,11 @@ class Technology:
         """Summary columns, from the trial folder alone (empty when it does not apply);
         ``row``: the columns computed so far, read-only."""
         return {}
+
+    @staticmethod
+    def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:
+        """What this mechanism predicts for the trial's first failure, from the trial
+        folder alone: None where the failure is none of its business,
+        ``Prediction.unknown(why)`` where it is but no window can be given (every member
+        of a bond lost, say); ``row``: every column of the trial."""
+        return None

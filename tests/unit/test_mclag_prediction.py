@@ -20,9 +20,12 @@ def test_a_cut_server_cable_is_held_to_one_miimon():
                      PARAMS, OPTIONS, INTER_LEAF)
     assert window is not None and (window.figure, window.min_ms, window.max_ms) == (
         "failover_gap_ms", 0, 100)
-    assert window.columns({"failover_gap_ms": 40.0})["mclag_within_prediction"] is True
-    assert window.columns({"failover_gap_ms": 106.0})["mclag_within_prediction"] is False
-    assert window.columns({"failover_gap_ms": math.nan})["mclag_within_prediction"] is None
+    assert window.columns({"failover_gap_ms": 40.0}, prefix="mclag_")[
+        "mclag_within_prediction"] is True
+    assert window.columns({"failover_gap_ms": 106.0}, prefix="mclag_")[
+        "mclag_within_prediction"] is False
+    assert window.columns({"failover_gap_ms": math.nan}, prefix="mclag_")[
+        "mclag_within_prediction"] is None
 
 
 def test_an_inter_leaf_cut_is_held_to_the_peer_timeout_after_the_last_heartbeat():

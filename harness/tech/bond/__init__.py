@@ -5,5 +5,7 @@
 - :mod:`~harness.tech.bond.params`: topology parameters derived from that vocabulary;
 - :mod:`~harness.tech.bond.netlink`: creating, starting and reading a bond back through
   pyroute2;
-- :mod:`~harness.tech.bond.status`: the bonding driver's status file, which watchers poll.
+- :mod:`~harness.tech.bond.status`: the bonding driver's status file, which watchers poll;
+- :mod:`~harness.tech.bond.prediction`: the link monitor's window (MII or ARP) when
+  members lose carrier.
 """

@@ -1,7 +1,8 @@
 """Kernel bonds as a lab technology: every bond of the topology built, started and read
 back; during a trial, a watcher per bonded node records each change of the active member
 and, in 802.3ad, of the members distributing; and the summary columns that say what the
-bond did (active member before and after, when it switched, when LACP let a member go).
+bond did (active member before and after, when it switched, when LACP let a member go),
+and what its link monitor predicts when members lose carrier (bond.prediction).
 
 Every bond is built before any starts (see netlink.create_bond: enslaving takes a member
 down, which a running bond at the far end of the cable would count as a link failure).
@@ -18,11 +19,13 @@ from typing import TYPE_CHECKING, Any
 from harness.tech.base import Technology, Watcher
 from harness.tech.bond import netlink, status
 from harness.tech.bond.netlink import BondState
+from harness.tech.bond.prediction import predict
 from harness.tech.lacp.linux import Membership, linux_lacp
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
     from harness.results.events import EventLog
+    from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
     from harness.topology.model import Topology
 
@@ -55,9 +58,15 @@ class Bonds(Technology):
                 self.lab.ipr(bond.node), bond.name, bond.settings)
 
     def state(self) -> dict[str, Any]:
-        """Each bond as the kernel reports it once ready, beside what was asked."""
-        asked = {f"{b.node}:{b.name}": b.settings.wanted for b in self.lab.topo.bonds}
-        return {"bonds": {key: {**state.as_dict(), "requested": asked[key]}
+        """Each bond as the kernel reports it once ready, beside what was asked and where
+        each member is cabled (``"sw:p1"``: which members a device's death takes, for the
+        prediction)."""
+        topo = self.lab.topo
+        asked = {f"{b.node}:{b.name}": b.settings.wanted for b in topo.bonds}
+        cabled = {f"{b.node}:{b.name}": {m: ":".join(topo.far_end(b.node, m))
+                                         for m in b.members} for b in topo.bonds}
+        return {"bonds": {key: {**state.as_dict(), "requested": asked[key],
+                                "cabled_to": cabled[key]}
                           for key, state in self.states.items()}}
 
     def read(self, node: str, name: str | None = None) -> BondState:
@@ -112,6 +121,11 @@ class Bonds(Technology):
                                     else math.nan),
             "probe_sends_in_failover": sends,
         }
+
+    @staticmethod
+    def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:
+        """The link monitor's window when members lose carrier (bond.prediction)."""
+        return predict(trial, row)
 
 
 class BondView:

@@ -6,4 +6,5 @@
 - :mod:`~harness.tech.lacp.ovs`: Open vSwitch's view, ``ovs-appctl lacp/show`` and
   ``bond/show``, ``ovs-dpctl show`` (and why a young kernel datapath loses LACPDUs).
 - :mod:`~harness.tech.lacp.check`: whether the two ends of one LAG negotiated.
+- :mod:`~harness.tech.lacp.prediction`: the timeout a member whose LACPDUs stop is held to.
 """

@@ -2,19 +2,24 @@
 802.3ad bond, an Open vSwitch LAG) and at least one speaks LACP, bring-up waits until
 both ends have negotiated (harness.tech.lacp.check) and keeps the table both ends showed;
 one end without LACP is a disagreement the check reports, not a bundle to skip.  It
-starts after the bonds and the OVS LAGs it reads (see the registry's order)."""
+starts after the bonds and the OVS LAGs it reads (see the registry's order).  Its
+prediction: when a member whose LACPDUs stop leaves (lacp.prediction)."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from harness.tech.base import Technology
 from harness.tech.lacp import check, linux
 from harness.tech.lacp import ovs as lacp_ovs
+from harness.tech.lacp.prediction import predict
 from harness.tech.ovs import bridge as ovs
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
+    from harness.results.prediction import Prediction
+    from harness.results.summary import TrialRecord
     from harness.topology.model import Topology
 
 End = linux.LinuxLacp | lacp_ovs.OvsLacp | check.LagEnd
@@ -42,6 +47,11 @@ class LacpNegotiation(Technology):
 
     def state(self) -> dict[str, Any]:
         return {"lacp_negotiated": {k: v.splitlines() for k, v in self.tables.items()}}
+
+    @staticmethod
+    def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:
+        """A member whose LACPDUs stop leaves after 3 missed PDUs (lacp.prediction)."""
+        return predict(trial, row)
 
     def read_bundle(self, bundle: Bundle) -> tuple[End, End]:
         """Both ends as read now: the far end of a bundle that spans several nodes (an

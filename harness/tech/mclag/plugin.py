@@ -32,6 +32,7 @@ from harness.tech.mclag.watchers import AgentEvents, ServerAggregators
 if TYPE_CHECKING:
     from harness.lab.running import Lab
     from harness.results.events import EventLog
+    from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
     from harness.topology.model import Topology
 
@@ -285,6 +286,11 @@ class McLag(Technology):
     @staticmethod
     def columns(trial: TrialRecord, row: Mapping[str, Any]) -> Mapping[str, Any]:
         return summary.columns(trial, row)
+
+    @staticmethod
+    def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:
+        """The window behind the mclag_predicted_* columns, as the generic one too."""
+        return summary.window(trial)
 
 
 

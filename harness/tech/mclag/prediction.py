@@ -15,29 +15,12 @@
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
-LACP_PERIOD_MS = {"fast": 1000, "slow": 30000}
-
-
-@dataclass(frozen=True)
-class Prediction:
-    figure: str       # the summary column the window is about
-    min_ms: float
-    max_ms: float
-    basis: str
-
-    def columns(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        measured = row.get(self.figure, math.nan)
-        within = (None if measured is None or math.isnan(float(measured))
-                  else self.min_ms <= float(measured) <= self.max_ms)
-        return {"mclag_predicted_figure": self.figure, "mclag_predicted_min_ms": self.min_ms,
-                "mclag_predicted_max_ms": self.max_ms, "mclag_prediction": self.basis,
-                "mclag_within_prediction": within}
+from harness.results.prediction import Prediction
+from harness.tech.lacp.prediction import missed_pdus, timeout_window
 
 
 def predict(failure: Mapping[str, Any], params: Mapping[str, Any],
@@ -48,9 +31,7 @@ def predict(failure: Mapping[str, Any], params: Mapping[str, Any],
     timeout, heartbeat = options["peer_timeout_ms"], options["heartbeat_ms"]
     if action == "drop_control" and " lacp " in f" {describe} ":
         rate = str(params.get("lacp_rate", "slow"))
-        period = LACP_PERIOD_MS.get(rate, LACP_PERIOD_MS["slow"])
-        return Prediction("lacp_member_left_ms", 2 * period, 3 * period,
-                          f"3 missed LACPDUs at lacp_rate {rate} ({period} ms apart)")
+        return Prediction("lacp_member_left_ms", *timeout_window(rate), missed_pdus(rate))
     ends = set(re.findall(r"[\w.-]+:[\w.-]+", describe))
     if action == "cut" and ends & set(inter_leaf):
         return Prediction("mclag_detect_ms", timeout - heartbeat, timeout,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from harness.tech.mclag.prediction import predict
 
 if TYPE_CHECKING:
+    from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
 
 DETECTIONS = ("mclag_peer_link_down", "mclag_keepalive_down", "mclag_peer_lost")
@@ -78,9 +79,18 @@ def columns(trial: TrialRecord, before: Mapping[str, Any]) -> dict[str, Any]:
     }
     for server in facts["servers"]:
         row[f"split_{server}_ms"] = _longest_split_ms(trial, server)
-    window = (predict(trial.facts["failures"][0], trial.run.get("params", {}), options,
-                      facts.get("inter_leaf", ())) if cut else None)
-    if window is not None:
+    predicted = window(trial)
+    if predicted is not None:
         # the measured figure may be the probe's or another technology's column
-        row.update(window.columns({**before, **row}))
+        row.update(predicted.columns({**before, **row}, prefix="mclag_"))
     return row
+
+
+def window(trial: TrialRecord) -> Prediction | None:
+    """The protocols' window for the figure the first failure puts to the test
+    (harness.tech.mclag.prediction); None outside an MC-LAG trial or without a model."""
+    facts = trial.facts.get("mclag")
+    if not facts or trial.failure is None:
+        return None
+    return predict(trial.facts["failures"][0], trial.run.get("params", {}),
+                   facts["options"], facts.get("inter_leaf", ()))

@@ -5,5 +5,7 @@
 - :mod:`~harness.tech.ovs.ctl`: running ovs-vsctl and ovs-appctl, with timeouts and errors
   that say what to do;
 - :mod:`~harness.tech.ovs.log`: LAG members enabled and disabled, from ovs-vswitchd's log;
+- :mod:`~harness.tech.ovs.prediction`: carrier versus MII detection, the window a LAG's
+  members losing carrier is held to;
 - :mod:`~harness.tech.ovs.plugin`: Open vSwitch as a lab technology (harness.tech.base).
 """

@@ -1,21 +1,25 @@
 """Open vSwitch as a lab technology: the topology's OVS bridges and their LAGs made once
 the cables exist, the daemons started if no one runs them, and each LAG member that
 ovs-vswitchd enabled or disabled during a trial recorded as an event (from its log,
-harness.tech.ovs_log)."""
+harness.tech.ovs_log); and what a LAG's link detection predicts (ovs.prediction)."""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness.tech.base import Technology
 from harness.tech.ovs import bridge as ovs
 from harness.tech.ovs import log as ovs_log
+from harness.tech.ovs.prediction import predict
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
     from harness.results.events import EventLog
+    from harness.results.prediction import Prediction
+    from harness.results.summary import TrialRecord
     from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
@@ -56,10 +60,16 @@ class OvsSwitches(Technology):
                     [lab.ifname(name, port) for port in lag.ports], options)
 
     def state(self) -> dict[str, Any]:
+        topo = self.lab.topo
         return {"lags": {f"{lag.switch}:{lag.name}": self.lab.ifname(lag.switch, lag.name)
-                         for lag in self.lab.topo.lags},
+                         for lag in topo.lags},
                 # each LAG's database settings as asked and as read back
                 "lag_settings": self.lag_settings,
+                # where each member is cabled ("srv:eth0"): which members a device's
+                # death takes, for the prediction
+                "lag_cabling": {f"{lag.switch}:{lag.name}": {
+                    port: ":".join(topo.far_end(lag.switch, port)) for port in lag.ports}
+                    for lag in topo.lags},
                 "ovs_daemons": self.daemons_state}
 
     def before_traffic(self, events: EventLog) -> None:
@@ -84,3 +94,8 @@ class OvsSwitches(Technology):
             events.add("lag_member_changed", change.switch, f"{change.member} {change.state}",
                        t_ns=change.t_ns)
         return {"log": str(self._mark.path)}
+
+    @staticmethod
+    def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:
+        """Carrier versus MII detection on the LAGs that lose members (ovs.prediction)."""
+        return predict(trial, row)

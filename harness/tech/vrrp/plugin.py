@@ -1,7 +1,8 @@
 """VRRP as a lab technology: the keepalived of every router that the topology gives VRRP,
 one daemon per router, started, checked and stopped with the lab; its state changes as
 events on the trial's clock, and its summary columns (takeover beside the master down
-interval, harness.measure.vrrp_timing).
+interval, harness.measure.vrrp_timing) and the window that holds the takeover
+(vrrp.prediction).
 
 Bring-up ends only once VRRP has elected: exactly one router MASTER and every other
 BACKUP, as each daemon's own notifications say (checked, not assumed, like LACP).  A
@@ -28,9 +29,11 @@ from harness.tech.base import Daemon, Technology
 from harness.tech.vrrp.daemon import Keepalived
 from harness.tech.vrrp.notify import StateChange
 from harness.tech.vrrp.options import master_down_interval, router_sysctls, vrrp_options
+from harness.tech.vrrp.prediction import predict
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
+    from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
     from harness.topology.model import Topology
 
@@ -147,6 +150,12 @@ class VrrpRouters(Technology):
             trial.events, {node: vrrp_options(o) for node, o in options.items()},
             trial.t0_ns, failure_ns, since_ns, restore["t_ns"] if restore else None,
             trial.end_ns)
+
+    @staticmethod
+    def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:
+        """The master down interval's window on the takeover (vrrp.prediction), from the
+        columns above."""
+        return predict(trial, row)
 
     def rebooted(self, node: str) -> None:
         """A router back from the dead: what the killed daemon held is gone, as after a

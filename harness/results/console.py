@@ -1,0 +1,69 @@
+"""What ``redlab run``, ``suite`` and ``verdict`` say about trials and runs, a line each:
+a trial's figures, its verdict, the run's verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from harness.results import verdicts
+from harness.results.verdicts import Bound
+
+Line = tuple[str, str]  # (text, "pass" | "fail" | "")
+
+
+def trial_lines(rows: Sequence[Mapping[str, Any]],
+                expect: Mapping[str, Bound] | None = None) -> list[Line]:
+    """A line per judged trial: what held, or what failed and why (the reasons need
+    ``expect``; a row read back from summary.csv says only what failed)."""
+    lines = []
+    for row in rows:
+        verdict = str(row.get("verdict") or "")
+        if not verdict:
+            continue
+        checks = verdicts.judge(row, expect).checks if expect else ()
+        if verdict == "pass":
+            said = "; ".join(c.describe(reason=False) for c in checks)
+        else:
+            said = "; ".join(c.describe() for c in checks if not c.passed) or str(
+                row.get("verdict_failed", ""))
+        lines.append((f"trial {row['trial']}: {verdict.upper()}"
+                      + (f": {said}" if said else ""), verdict))
+    return lines
+
+
+def run_line(rows: Sequence[Mapping[str, Any]]) -> Line:
+    """The run's verdict: pass only when every trial passed (see harness.results.verdicts),
+    with the count of trials either way."""
+    found = [str(r.get("verdict") or "") for r in rows]
+    verdict, judged, failed = verdicts.run_verdict(found), sum(map(bool, found)), found.count(
+        "fail")
+    if verdict == "pass":
+        return f"verdict: PASS - {judged} of {judged} trial(s) met every expectation", verdict
+    if verdict == "fail":
+        return (f"verdict: FAIL - {failed} of {judged} trial(s) failed an expectation (a run"
+                " passes only when every trial does)", verdict)
+    return "no expectations (expect: in the scenario): no verdict", ""
+
+
+
+
+def trial_figures(row: Mapping[str, Any]) -> str:
+    """A trial's outage, loss and recovery, and what its redundancy mechanism did."""
+    return (f"trial {row['trial']}: outage window {row['failover_gap_ms']:.1f} ms (estimate"
+            f" {row['failover_gap_estimate_ms']:.1f}, {row['lost_packets']} lost,"
+            f" {row['outages']} outage(s)), recovered before the repair:"
+            f" {row['recovered_before_restore']}; {redundancy(row)}")
+
+
+def redundancy(row: Mapping[str, Any]) -> str:
+    """What the redundancy mechanism did in a trial, in one phrase."""
+    if "vrrp_master_before" in row:
+        dual = (f", two masters for {row['vrrp_dual_master_ms']} ms"
+                if row["vrrp_masters_max"] > 1 else "")
+        return (f"VRRP master {row['vrrp_master_before']} -> {row['vrrp_new_master'] or 'none'}"
+                f" after {row['vrrp_takeover_ms']} ms (master down interval"
+                f" {row['vrrp_master_down_ms']} ms){dual}, {row['vrrp_master_after']} at the end")
+    if "active_before" in row:
+        return f"active {row['active_before']} -> {row['active_after']}"
+    return "no bond or VRRP in this topology"
