@@ -379,5 +379,31 @@ def probe() -> None:
     typer.echo(f"{'uml':12} {'yes' if uml_available() else 'no'}")
 
 
+@app.command()
+def compare(
+    baseline: Annotated[Path, typer.Argument(help="run or suite folder: before")],
+    candidate: Annotated[Path, typer.Argument(help="run or suite folder: after")],
+    csv_path: Annotated[Path | None, typer.Option("--csv", help="also write the rows as CSV")] = None,  # noqa: E501
+    json_path: Annotated[Path | None, typer.Option("--json", help="also write it all as JSON")] = None,  # noqa: E501
+    relative: Annotated[float, typer.Option(min=0, help="threshold, % of the baseline median")] = 20,  # noqa: E501
+    absolute_ms: Annotated[float, typer.Option(min=0, help="threshold floor for ms figures (the probe's error if larger)")] = 10,  # noqa: E501
+    calibration: Annotated[Path | None, typer.Option(help="folder of redlab calibrate: its error is the probe's")] = None,  # noqa: E501
+    allow_different: Annotated[bool, typer.Option(help="compare runs of different scenarios")] = False,  # noqa: E501
+) -> None:
+    """Compare CANDIDATE's key figures with BASELINE's, run by run: regression,
+    improvement, no change or inconclusive. Exit 1 on a regression."""
+    from harness.results import compare_output
+    from harness.results.compare import Thresholds, calibrated_error_ms, compare_folders
+
+    with _reported():
+        compare_output.check_outputs(csv_path, json_path)
+        error = calibrated_error_ms(calibration) if calibration else None
+        result = compare_folders(baseline, candidate, Thresholds(
+            relative / 100, absolute_ms, error, f"calibrated in {calibration}"),
+            allow_different)
+    compare_output.show(result, csv_path, json_path)
+    raise typer.Exit(1 if result.regression else 0)
+
+
 def main() -> None:
     app()
