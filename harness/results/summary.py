@@ -226,6 +226,9 @@ def base_columns(trial: TrialRecord) -> dict[str, Any]:
         "recovered_before_restore": (_recovered_before(failover, restore_ns if restore
                                                        else None) if cut else ""),
         "bring_up_s": round(facts["bring_up_s"], 3),
+        # the random wait before the steps (runner.phase); unknown in older folders
+        "phase_period_ms": facts.get("phase", {}).get("period_ms", math.nan),
+        "phase_offset_ms": facts.get("phase", {}).get("offset_ms", math.nan),
         "traffic": f"{traffic['protocol']} x{traffic['parallel']} at {traffic['rate']}",
     }
 

@@ -108,6 +108,10 @@ class Scenario(Strict):
     steps: list[Step] = []
     # figure -> bound, held against every trial's summary row (harness.results.verdicts)
     expect: Expect = {}
+    # Every trial's steps start a random part of one period of the clock the first
+    # failure races (miimon, advert interval, LACP tick, heartbeat) late, so that repeated
+    # trials sample the failure's phase (harness.scenario.runner); false: at at_s exactly.
+    sample_phase: bool = True
 
     @field_validator("requires")
     @classmethod

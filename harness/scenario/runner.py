@@ -14,10 +14,12 @@ import json
 import logging
 import os
 import platform
+import random
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness import timeouts
 from harness.journal import Journal
@@ -33,6 +35,9 @@ from harness.results.store import RunStore, lab_kind
 from harness.scenario.model import Scenario
 from harness.scenario.timeline import Timeline
 from harness.topology.model import Topology
+
+if TYPE_CHECKING:
+    from harness.tech.base import Technology
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +75,25 @@ def _probe_member(lab: Lab, node: str, interval_ms: float) -> str:
                              timeouts.PING_READY, interval=0)
 
 
+def phase(techs: Iterable[type[Technology]], topo: Topology, sc: Scenario,
+          rng: random.Random | None = None) -> dict[str, float]:
+    """How long after its at_s every step of this trial runs: a uniform random part of
+    the longest period among the clocks the first failure races (the technologies say
+    which: harness.tech.base.Technology.phase_period_ms).
+
+    Without it a failure lands at the same point of, say, the VRRP advert clock in
+    every trial (the lab comes up, traffic starts and the failure follows at fixed
+    delays): 5 takeovers at advert_int 1 s fell within 28 ms of each other, inside a
+    window 1000 ms wide. The offset is recorded (phase_offset_ms) beside the period."""
+    first = next((s for s in sc.steps if s.action != "restore"), None)
+    if first is None or not sc.sample_phase:
+        return {"period_ms": 0.0, "offset_ms": 0.0}
+    period = max((p for tech in techs if (p := tech.phase_period_ms(topo, first))),
+                 default=0.0)
+    return {"period_ms": float(period),
+            "offset_ms": round((rng or random).uniform(0.0, period), 3)}
+
+
 def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) -> dict[str, Any]:
     sc, tdir = req.scenario, store.trial_dir(trial)
     traffic = sc.traffic
@@ -82,17 +106,21 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         lab.write_state(tdir / "lab.json")
         # Made now: a watcher's first reading is the state the lab came up in.
         watchers = [w for tech in lab.techs for w in tech.watchers(events)]
+        facts["phase"] = phase([type(t) for t in lab.techs], lab.topo, sc)
+        offset_ns = int(facts["phase"]["offset_ms"] * 1e6)
+        # the traffic runs longer by the offset, to the nearest second (iperf3's -t is
+        # whole seconds): the last step keeps the tail the scenario gave it, +-0.5 s
+        duration_s = traffic.duration_s + round(facts["phase"]["offset_ms"] / 1000)
         # The probe starts before iperf3 (which takes 1-2 s to connect inside UML) and
         # must outlast it, or an outage at the very end would never close.
-        probe_settings = ProbeSettings(traffic.probe_interval_ms,
-                                       traffic.duration_s + PROBE_TAIL_S)
+        probe_settings = ProbeSettings(traffic.probe_interval_ms, duration_s + PROBE_TAIL_S)
         probe: GapProbeRun | ProbeRun = (
             GapProbeRun(lab, traffic.server, traffic.client, probe_settings, tdir)
             if traffic.probe == "redlab-probe" else
             ProbeRun(lab, traffic.server, traffic.client, probe_settings, tdir / "irtt.json"))
         iperf = IperfRun(lab, traffic.server, traffic.client,
                          IperfSettings(traffic.protocol, traffic.rate, traffic.parallel,
-                                       traffic.duration_s), tdir / "iperf3.json")
+                                       duration_s), tdir / "iperf3.json")
         aggregates = counters.groups(lab)
         counted = {g.label: counters.snapshot(lab, g) for g in aggregates}
         for tech in lab.techs:
@@ -111,7 +139,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         timeline = Timeline(lab, events, probe_members)
         try:
             for step in sc.steps:
-                timeouts.sleep_until(iperf.started_ns + int(step.at_s * 1e9))
+                timeouts.sleep_until(iperf.started_ns + int(step.at_s * 1e9) + offset_ns)
                 timeline.execute(step)
             iperf.finish()
             probe.finish_record()

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from harness.results.events import EventLog
     from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
+    from harness.scenario.model import Step
     from harness.topology.model import Topology
 
 
@@ -157,6 +158,14 @@ class Technology:
         """Summary columns, from the trial folder alone (empty when it does not apply);
         ``row``: the columns computed so far, read-only."""
         return {}
+
+    @classmethod
+    def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
+        """The period of this technology's clock that ``step``'s failure races against
+        (the MII check, the advert interval, the LACP tick, the heartbeat): the runner
+        waits a random part of the longest before the failures, so that repeated trials
+        sample the failure's phase. None: its clock has no say in this failure."""
+        return None
 
     @staticmethod
     def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from harness.results.events import EventLog
     from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
+    from harness.scenario.model import Step
     from harness.topology.model import Topology
 
 BOND_POLL_S = 0.005  # bond watcher poll period: the resolution of failover_detected_ms
@@ -121,6 +122,15 @@ class Bonds(Technology):
                                     else math.nan),
             "probe_sends_in_failover": sends,
         }
+
+    @classmethod
+    def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
+        """A lost carrier is seen at the next MII check (or ARP monitor round)."""
+        if step.action not in ("cut", "device_down"):
+            return None
+        periods = [b.settings.wanted.get("miimon") or b.settings.wanted.get("arp_interval")
+                   or 0 for b in topo.bonds]
+        return float(max(periods)) if any(periods) else None
 
     @staticmethod
     def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:

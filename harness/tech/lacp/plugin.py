@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from harness.lab.running import Lab
     from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
+    from harness.scenario.model import Step
     from harness.topology.model import Topology
 
 End = linux.LinuxLacp | lacp_ovs.OvsLacp | check.LagEnd
@@ -47,6 +48,22 @@ class LacpNegotiation(Technology):
 
     def state(self) -> dict[str, Any]:
         return {"lacp_negotiated": {k: v.splitlines() for k, v in self.tables.items()}}
+
+    @classmethod
+    def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
+        """LACPDUs stopped: the receiving end times out after 3 of its partner's
+        periods, 1 s at lacp_rate fast, 30 s at slow (the node whose PDUs are dropped
+        decides; else any LACP end of the topology)."""
+        if step.action != "drop_control" or step.protocol != "lacp":
+            return None
+        rates = [str(b.settings.wanted.get("lacp_rate", "slow")) for b in topo.bonds
+                 if b.settings.mode == "802.3ad" and (b.node == step.node or not step.node)]
+        rates += [str(lag.options.get("lacp_time", "fast")) for lag in topo.lags
+                  if lag.switch == step.node]
+        if not rates:
+            rates = [str(b.settings.wanted.get("lacp_rate", "slow")) for b in topo.bonds
+                     if b.settings.mode == "802.3ad"]
+        return 30000.0 if "slow" in rates else 1000.0 if rates else None
 
     @staticmethod
     def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from harness.results.events import EventLog
     from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
+    from harness.scenario.model import Step
     from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
@@ -234,6 +235,14 @@ class McLag(Technology):
             return [proc.pid] if proc else []
 
         return [Daemon(DAEMON, node, running, pids, lambda: self._start_agent(node))]
+
+    @classmethod
+    def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
+        """A failure the pair must notice races the heartbeats."""
+        pair = pair_of(topo)
+        if pair is None or step.action == "degrade":
+            return None
+        return float(pair.options.heartbeat_ms)
 
     def held_after_reboot(self, node: str) -> list[str]:
         """A leaf's dual-homed member ports: its agent brings them up (delay restore)."""

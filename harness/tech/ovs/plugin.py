@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from harness.results.events import EventLog
     from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
+    from harness.scenario.model import Step
     from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
@@ -94,6 +95,16 @@ class OvsSwitches(Technology):
             events.add("lag_member_changed", change.switch, f"{change.member} {change.state}",
                        t_ns=change.t_ns)
         return {"log": str(self._mark.path)}
+
+    @classmethod
+    def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
+        """A LAG that polls its members (bond-detect-mode miimon) sees a lost carrier at
+        its next poll; one that follows carrier has no clock of its own."""
+        if step.action not in ("cut", "device_down"):
+            return None
+        polled = [int(lag.options.get("miimon_interval", 100)) for lag in topo.lags
+                  if lag.options.get("bond_detect_mode") == "miimon"]
+        return float(max(polled)) if polled else None
 
     @staticmethod
     def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:

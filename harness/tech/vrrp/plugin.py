@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from harness.lab.running import Lab
     from harness.results.prediction import Prediction
     from harness.results.summary import TrialRecord
+    from harness.scenario.model import Step
     from harness.topology.model import Topology
 
 log = logging.getLogger(__name__)
@@ -150,6 +151,14 @@ class VrrpRouters(Technology):
             trial.events, {node: vrrp_options(o) for node, o in options.items()},
             trial.t0_ns, failure_ns, since_ns, restore["t_ns"] if restore else None,
             trial.end_ns)
+
+    @classmethod
+    def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
+        """A master's death, crash, lost link or silenced adverts race the backup's
+        advert clock."""
+        if not topo.vrrp or step.action == "degrade":
+            return None
+        return 1000 * max(vrrp_options(v.options).advert_int for v in topo.vrrp)
 
     @staticmethod
     def prediction(trial: TrialRecord, row: Mapping[str, Any]) -> Prediction | None:
