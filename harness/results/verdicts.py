@@ -67,6 +67,8 @@ class Bound(BaseModel):
                              f" {{min: {value}}}")
         if value is None:
             raise ValueError("no bound given: write {max: N}, {min: N}, true/false or a text")
+        if isinstance(value, Mapping):  # as stored in metadata.json: unset bounds are null
+            value = {k: v for k, v in value.items() if v is not None}
         if isinstance(value, Mapping) and "equals" in value and not isinstance(
                 value["equals"], bool | str):
             raise ValueError(f"equals: {value['equals']!r} is neither true/false nor a text;"

@@ -358,3 +358,12 @@ def test_a_verdict_from_user_mode_linux_reaches_the_host_and_an_error_stays_one(
     (guest_args,) = sent
     assert json.loads(guest_args[guest_args.index("--expect-json") + 1]) == {
         "capacity_retained_pct": {"min": 45}}
+
+
+def test_expectations_survive_the_round_trip_through_metadata_json():
+    # the run folder stores the scenario as model_dump(mode="json"): unset bounds as null
+    scenario = load_scenario(SCENARIOS / "mclag-leaf-death.yaml")
+    stored = json.loads(json.dumps(scenario.model_dump(mode="json")))["expect"]
+    assert stored["failover_gap_ms"]["equals"] is None  # what made the parse fail
+    again = verdicts.parse(stored, "expect: of a stored run", "fix it")
+    assert again == scenario.expect
