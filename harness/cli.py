@@ -8,11 +8,11 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -20,6 +20,9 @@ from harness import timeouts
 from harness.errors import ConfigError, RedLabError
 from harness.journal import Journal, clean_stale
 from harness.naming import new_run_id
+
+if TYPE_CHECKING:
+    from harness.scenario.suite_runner import PlannedRun
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="RedLab: prove network redundancy on real kernels.")
@@ -200,44 +203,47 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
 def suite(
     suite_file: Annotated[Path, typer.Argument(help="suite file in scenarios/suites/")],
     out: Annotated[Path | None, typer.Option(help="folder for the suite's runs (default: results/<suite>-<time>)")] = None,  # noqa: E501
+    shuffle: Annotated[bool, typer.Option(help="run the runs in a random order (seed in suite.json): drift is not taken for a parameter's effect")] = False,  # noqa: E501
+    seed: Annotated[int | None, typer.Option(help="with --shuffle: the order of this seed")] = None,  # noqa: E501
+    resume: Annotated[bool, typer.Option(help="continue the suite in --out: complete runs are kept, the others run again")] = False,  # noqa: E501
+    fail_fast: Annotated[bool, typer.Option(help="stop at the first run that fails")] = False,
     lab: LabOption = "auto",
     deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
     verbose: VerboseOption = False,
 ) -> None:
     """Run every scenario of a suite (sweeps expanded), each into its own folder under OUT;
-    all rows in OUT/suite.csv, medians and verdict per run printed; exit 1 when a run
-    failed an expectation."""
-    from harness.results import console
-    from harness.scenario.resolve import resolve, suite_overrides
-    from harness.scenario.suite import combine, load_suite, medians
+    all rows in OUT/suite.csv, a table of medians and verdicts at the end; a failed run
+    does not stop the others. Exit 1 when a run failed or failed an expectation."""
+    from harness.lab import LABS
+    from harness.results import suite_output
+    from harness.scenario import suite_runner
 
     _setup(verbose)
     with _reported():
-        spec = load_suite(suite_file)
-        # Validate every run before the first one starts: a typo in run 3 fails now.
-        for item in spec.runs:
-            resolve(item.scenario, suite_overrides(item.params), item.expect)
-        root = out or Path("results") / f"{spec.name}-{datetime.now():%Y%m%d-%H%M%S}"
-        folders, judged = [], []
+        if lab not in LABS:  # each run checks it too, but a suite goes on after a failed run
+            raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one")
+        plan = suite_runner.prepare(suite_file, suite_runner.Options(out, shuffle, seed, resume))
+        runner = suite_runner.SuiteRunner(plan, _suite_run(lab, deadline), fail_fast)
         try:
-            for number, item in enumerate(spec.runs, start=1):
-                params = suite_overrides(item.params)
-                label = "-".join([f"{number:02d}", item.scenario.stem,
-                                  *(f"{k}={v}" for k, v in params.items())])
-                folders.append((label, root / label))
-                rows = _run(item.scenario, params, item.repeat, root / label, lab, deadline,
-                            None, item.expect)
-                judged.append((label, console.run_line(rows)))
-        finally:  # the rows of the runs that finished are kept, whatever stopped the rest
-            if folders:
-                table = combine(folders, root / "suite.csv")
-                if not table.empty:
-                    typer.echo(medians(table).to_string())
-            _say([(f"{label}: {text}", verdict) for label, (text, verdict) in judged])
-        typer.echo(f"suite {spec.name}: {len(spec.runs)} run(s) written under {root};"
-                   f" every row in {root / 'suite.csv'}")
-    if any(verdict == "fail" for _, (_, verdict) in judged):
-        raise typer.Exit(1)
+            with suite_output.SuiteProgress(runner) as progress:
+                runner.run(progress)
+        finally:  # what was measured is shown, whatever stopped the rest
+            suite_output.show(runner)
+    raise typer.Exit(runner.exit_code())
+
+
+def _suite_run(lab: str, deadline: float) -> Callable[[PlannedRun, Path], list[dict[str, Any]]]:
+    """One run of a suite, as redlab run runs it; an exit code that is not a verdict is a
+    failed run, which the suite records before it goes on."""
+    from harness.scenario.suite_runner import RunFailed
+
+    def run_one(run: PlannedRun, folder: Path) -> list[dict[str, Any]]:
+        try:
+            return _run(run.scenario, run.params, run.repeat, folder, lab, deadline, None,
+                        run.expect)
+        except typer.Exit as exc:
+            raise RunFailed(f"redlab run exited {exc.exit_code}") from None
+    return run_one
 
 
 @app.command()

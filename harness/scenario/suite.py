@@ -3,8 +3,8 @@
 A run may sweep parameters (``sweep: {miimon: [10, 100, 500]}``): it expands into one
 run per combination, which is how a benchmark across parameters is written.  A run's
 ``expect:`` adds to its scenario's expectations (harness.results.verdicts), replacing
-those on the same figures.  After the runs, every summary row goes into one
-``suite.csv`` with the medians printed per run.
+those on the same figures.  After the runs (harness/scenario/suite_runner.py runs
+them), every summary row goes into one ``suite.csv``.
 """
 
 from __future__ import annotations

@@ -300,7 +300,8 @@ def test_redlab_suite_judges_every_run_and_exits_1_when_one_failed(monkeypatch, 
                      "    expect: {failover_detected_ms: {max: 600}}\n")
     done = CliRunner().invoke(cli.app, ["suite", str(suite), "--out", str(tmp_path / "out")])
     assert done.exit_code == 1, done.output
-    assert "01-s-miimon=100: verdict: PASS" in done.output
+    table = [line for line in done.output.splitlines() if line.startswith("│")]
+    assert [row.split("│")[-2].strip() for row in table] == ["PASS", "FAIL"]  # a row a run
     assert "02-s-miimon=500: verdict: FAIL - 1 of 1 trial(s)" in done.output
     assert [{k: b.to_doc() for k, b in e.items()} for e in seen] == [
         {"failover_detected_ms": {"max": 600}}] * 2
