@@ -411,5 +411,16 @@ def compare(
     raise typer.Exit(1 if result.regression else 0)
 
 
+@app.command()
+def report(folder: Annotated[Path, typer.Argument(help="a run folder, or a suite folder")],
+           out: Annotated[Path | None, typer.Option(help="HTML file (default: FOLDER/report.html)")] = None,  # noqa: E501
+           calibration: Annotated[Path | None, typer.Option(help="folder of redlab calibrate: its error is the probe's")] = None) -> None:  # noqa: E501
+    """Write one self-contained HTML page of FOLDER's verdicts, gaps, capacity and trials."""
+    from harness.results.report import write_report
+
+    with _reported():
+        typer.echo(f"wrote {write_report(folder, out, calibration)}")
+
+
 def main() -> None:
     app()
