@@ -5,27 +5,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from harness import timeouts
-from harness.errors import ConfigError, RedLabError
+from harness.cli_common import _reported, _say, _setup, app
+from harness.errors import ConfigError
 from harness.journal import Journal, clean_stale
 from harness.naming import new_run_id
 
 if TYPE_CHECKING:
     from harness.scenario.suite_runner import PlannedRun
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="RedLab: prove network redundancy on real kernels.")
 log = logging.getLogger("redlab")
 
 
@@ -33,42 +30,6 @@ LabOption = Annotated[str, typer.Option(help="where the lab runs: auto, native o
 DeadlineOption = Annotated[float, typer.Option(help="seconds before a UML run is killed")]
 RunIdOption = Annotated[str | None, typer.Option(hidden=True)]  # set when re-run inside UML
 VerboseOption = Annotated[bool, typer.Option("--verbose", "-v")]
-
-
-def _fail(exc: RedLabError) -> NoReturn:
-    typer.secho(f"error: {exc.problem}", err=True, fg="red")
-    if exc.fix:
-        typer.secho(f"  fix: {exc.fix}", err=True)
-    raise typer.Exit(2 if isinstance(exc, ConfigError) else 1)
-
-
-def _setup(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
-
-    # SIGTERM unwinds like Ctrl-C, so every finally: and journal rollback runs. Only in
-    # this process: pyroute2 forks helpers (to open sockets in other namespaces) and stops
-    # them with SIGTERM; an exception there would run a second copy of the harness.
-    owner = os.getpid()
-
-    def _terminate(signum: int, _frame: Any) -> None:
-        if os.getpid() != owner:
-            os._exit(128 + signum)
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    signal.signal(signal.SIGTERM, _terminate)
-
-
-@contextmanager
-def _reported() -> Iterator[None]:
-    """One clear line for the user's errors; Ctrl-C ends quietly once cleanup has run."""
-    try:
-        yield
-    except RedLabError as exc:
-        _fail(exc)
-    except KeyboardInterrupt:
-        typer.secho("interrupted: the lab was torn down; finished trials are kept", err=True)
-        raise typer.Exit(130) from None
 
 
 def parse_params(pairs: list[str]) -> dict[str, str]:
@@ -154,11 +115,6 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
     return store.rows
 
 
-def _say(lines: list[tuple[str, str]]) -> None:
-    for text, verdict in lines:
-        typer.secho(text, fg={"pass": "green", "fail": "red"}.get(verdict))
-
-
 def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
             requires: list[str], extra_modules: tuple[str, ...] = (), check: bool = True) -> int:
     """Run ``redlab <args>`` natively inside a User-mode Linux guest, results into ``out``;
@@ -229,6 +185,10 @@ def suite(
                 runner.run(progress)
         finally:  # what was measured is shown, whatever stopped the rest
             suite_output.show(runner)
+        if any((plan.root / run.label / "summary.csv").is_file() for run in plan.runs):
+            from harness.results.report import write_report
+
+            typer.echo(f"report: {write_report(plan.root)}")
     raise typer.Exit(runner.exit_code())
 
 
@@ -303,68 +263,6 @@ def _calibrate(lengths: str, repeat: int, interval_ms: float, probe: str, out: P
 
 
 @app.command()
-def plot(run_dir: Annotated[Path, typer.Argument(help="a run folder written by redlab run")]
-         ) -> None:
-    """Redraw samples.csv and the per-trial plots of RUN_DIR from its stored files alone."""
-    from harness.results.plot import plot_run
-    from harness.results.samples import write_samples
-
-    _setup(False)
-    trials = sorted(run_dir.glob("trial-*"))
-    if not trials:
-        _fail(ConfigError(f"{run_dir} holds no trial-* folders", "give a run folder"))
-    for trial in trials:
-        write_samples(trial)
-    for path in plot_run(run_dir):
-        typer.echo(f"wrote {path}")
-
-
-@app.command()
-def summarize(folder: Annotated[Path, typer.Argument(help="a run folder, or a suite folder")]
-              ) -> None:
-    """Recompute summary.csv (and a suite's suite.csv), samples and plots from the stored
-    files of FOLDER alone: after a fix to the analysis, no lab needs to run again."""
-    from harness.results.summary import summarize_run
-    from harness.scenario.suite import combine, medians
-
-    _setup(False)
-    with _reported():
-        if (folder / "metadata.json").is_file():
-            rows = summarize_run(folder)
-            typer.echo(f"{len(rows)} trial(s) recomputed; {folder / 'summary.csv'}")
-            return
-        runs = sorted(p.parent for p in folder.glob("*/metadata.json"))
-        if not runs:
-            raise ConfigError(f"{folder} holds no metadata.json, nor runs that do",
-                              "give a folder written by redlab run or redlab suite")
-        for run in runs:
-            typer.echo(f"{run.name}: {len(summarize_run(run))} trial(s) recomputed")
-        table = combine([(run.name, run) for run in runs], folder / "suite.csv")
-        if not table.empty:
-            typer.echo(medians(table).to_string())
-        typer.echo(f"every row in {folder / 'suite.csv'}")
-
-
-@app.command()
-def verdict(
-    folder: Annotated[Path, typer.Argument(help="a run folder, or a suite folder")],
-    expect: Annotated[Path | None, typer.Option(help="YAML file whose expect: block is added (replacing the stored bounds on the same figures)")] = None,  # noqa: E501
-) -> None:
-    """Hold FOLDER's trials against their expectations again, from its stored files alone;
-    writes nothing. Exit 1 when a trial fails one."""
-    from harness.results import console, recheck, verdicts
-
-    _setup(False)
-    with _reported():
-        extra = recheck.load_expect_file(expect) if expect else {}
-        judged = [(run, *recheck.recheck(run, extra)) for run in recheck.runs_in(folder)]
-    for run, rows, held in judged:
-        typer.echo(f"{run.name}:")
-        _say([*console.trial_lines(rows, held), console.run_line(rows)])
-    raise typer.Exit(verdicts.exit_code([r["verdict"] for _, rows, _ in judged for r in rows]))
-
-
-@app.command()
 def clean() -> None:
     """Remove what crashed or killed RedLab runs left behind, and nothing else."""
     _setup(False)
@@ -385,41 +283,8 @@ def probe() -> None:
     typer.echo(f"{'uml':12} {'yes' if uml_available() else 'no'}")
 
 
-@app.command()
-def compare(
-    baseline: Annotated[Path, typer.Argument(help="run or suite folder: before")],
-    candidate: Annotated[Path, typer.Argument(help="run or suite folder: after")],
-    csv_path: Annotated[Path | None, typer.Option("--csv", help="also write the rows as CSV")] = None,  # noqa: E501
-    json_path: Annotated[Path | None, typer.Option("--json", help="also write it all as JSON")] = None,  # noqa: E501
-    relative: Annotated[float, typer.Option(min=0, help="threshold, % of the baseline median")] = 20,  # noqa: E501
-    absolute_ms: Annotated[float, typer.Option(min=0, help="threshold floor for ms figures (the probe's error if larger)")] = 10,  # noqa: E501
-    calibration: Annotated[Path | None, typer.Option(help="folder of redlab calibrate: its error is the probe's")] = None,  # noqa: E501
-    allow_different: Annotated[bool, typer.Option(help="compare runs of different scenarios")] = False,  # noqa: E501
-) -> None:
-    """Compare CANDIDATE's key figures with BASELINE's, run by run: regression,
-    improvement, no change or inconclusive. Exit 1 on a regression."""
-    from harness.results import compare_output
-    from harness.results.compare import Thresholds, calibrated_error_ms, compare_folders
-
-    with _reported():
-        compare_output.check_outputs(csv_path, json_path)
-        error = calibrated_error_ms(calibration) if calibration else None
-        result = compare_folders(baseline, candidate, Thresholds(
-            relative / 100, absolute_ms, error, f"calibrated in {calibration}"),
-            allow_different)
-    compare_output.show(result, csv_path, json_path)
-    raise typer.Exit(1 if result.regression else 0)
-
-
-@app.command()
-def report(folder: Annotated[Path, typer.Argument(help="a run folder, or a suite folder")],
-           out: Annotated[Path | None, typer.Option(help="HTML file (default: FOLDER/report.html)")] = None,  # noqa: E501
-           calibration: Annotated[Path | None, typer.Option(help="folder of redlab calibrate: its error is the probe's")] = None) -> None:  # noqa: E501
-    """Write one self-contained HTML page of FOLDER's verdicts, gaps, capacity and trials."""
-    from harness.results.report import write_report
-
-    with _reported():
-        typer.echo(f"wrote {write_report(folder, out, calibration)}")
+# the commands that read stored results (plot, summarize, verdict, compare, report)
+from harness import cli_results  # noqa: E402,F401  (registers them on app)
 
 
 def main() -> None:
