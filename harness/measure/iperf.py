@@ -7,6 +7,7 @@ intervals show socket buffering, not delivery.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -51,6 +52,7 @@ class IperfRun:
         self._server_proc: subprocess.Popen[bytes] | None = None
         self._client_proc: subprocess.Popen[bytes] | None = None
         self.started_ns = 0
+        self.problem = ""  # why its report is incomplete ("" when it finished)
 
     def start(self) -> None:
         addr = self.lab.topo.address(self.server)
@@ -86,31 +88,49 @@ class IperfRun:
         self.started_ns = time.time_ns()
 
     def finish(self) -> list[Interval]:
+        """The receiver's intervals. A client that does not finish in time (its control
+        connection blackholed: a silent failure's member keeps its flows for seconds and
+        TCP backs off past the end) is interrupted, and what it reported stands, with
+        ``problem`` saying so: the throughput is lost, not the trial and its probe."""
         assert self._client_proc is not None
+        limit = self.settings.duration_s + timeouts.TRAFFIC_DRAIN
         try:
-            self._client_proc.wait(timeout=self.settings.duration_s + timeouts.TRAFFIC_DRAIN)
-        except subprocess.TimeoutExpired as exc:
-            raise LabError("iperf3 client did not finish", "see iperf3.json in the trial "
-                           "folder; the path may have stayed down") from exc
+            self._client_proc.wait(timeout=limit)
+        except subprocess.TimeoutExpired:
+            self.problem = f"iperf3 client did not finish within {limit:g} s: interrupted"
+            self._client_proc.send_signal(signal.SIGINT)  # it writes what it has (JSON)
+            try:
+                self._client_proc.wait(timeout=timeouts.PROCESS_EXIT)
+            except subprocess.TimeoutExpired:
+                self._client_proc.kill()
+                self._client_proc.wait(timeout=timeouts.PROCESS_EXIT)
         finally:
             self._out.close()
-        return parse(self.out_json.read_text(), self.started_ns)
+        intervals, problem = parse_partial(self.out_json.read_text(), self.started_ns)
+        self.problem = "; ".join(p for p in (self.problem, problem) if p)
+        return intervals
 
 
 def parse(text: str, started_ns: int) -> list[Interval]:
-    """Receiver intervals from iperf3 JSON, placed on the wall clock at ``started_ns``."""
+    """Receiver intervals from iperf3 JSON, placed on the wall clock at ``started_ns``;
+    a LabError if iperf3 wrote no valid JSON or reported an error."""
+    intervals, problem = parse_partial(text, started_ns)
+    if problem:
+        raise LabError(problem, "read iperf3.json in the trial folder")
+    return intervals
+
+
+def parse_partial(text: str, started_ns: int) -> tuple[list[Interval], str]:
+    """The intervals iperf3 reported, and what is wrong with its report ("" if nothing):
+    an interrupted client reports an error beside the intervals it measured."""
     try:
         doc = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise LabError("iperf3 wrote no valid JSON", "read iperf3.json in the trial "
-                       "folder") from exc
-    if doc.get("error"):
-        raise LabError(f"iperf3 reported an error: {doc['error']}",
-                       "read iperf3.json in the trial folder")
+    except json.JSONDecodeError:
+        return [], "iperf3 wrote no valid JSON"
     out = []
     for item in doc.get("intervals", []):
         total = item["sum"]
         out.append(Interval(started_ns + int(total["start"] * 1e9),
                             started_ns + int(total["end"] * 1e9),
                             float(total["bits_per_second"])))
-    return out
+    return out, f"iperf3 reported an error: {doc['error']}" if doc.get("error") else ""

@@ -46,8 +46,6 @@ def run_line(rows: Sequence[Mapping[str, Any]]) -> Line:
     return "no expectations (expect: in the scenario): no verdict", ""
 
 
-
-
 def trial_figures(row: Mapping[str, Any]) -> str:
     """A trial's outage, loss and recovery, and what its redundancy mechanism did."""
     return (f"trial {row['trial']}: outage window {row['failover_gap_ms']:.1f} ms (estimate"

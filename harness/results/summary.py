@@ -44,6 +44,7 @@ class TrialRecord:
     intervals: list[Interval]
     probe: ProbeRecord
     members: list[counters.MemberTraffic] = field(default_factory=list)
+    iperf_problem: str = ""      # why iperf3's report is incomplete ("" when it is not)
 
     @property
     def t0_ns(self) -> int:
@@ -58,7 +59,10 @@ class TrialRecord:
 
     @property
     def end_ns(self) -> int:
-        return max((i.end_ns for i in self.intervals), default=0)
+        """The traffic's end: iperf3's last interval, or the probe's last send when
+        iperf3 reported none (interrupted)."""
+        return max((i.end_ns for i in self.intervals),
+                   default=max((p.sent_ns for p in self.probe.packets), default=0))
 
 
 def load(trial_dir: Path, run: Mapping[str, Any] | None = None) -> TrialRecord:
@@ -73,12 +77,15 @@ def load(trial_dir: Path, run: Mapping[str, Any] | None = None) -> TrialRecord:
         raise LabError(f"{trial_dir} has no traffic_start event",
                        "the trial stopped before traffic started: it has no figures")
     traffic = run["scenario"]["traffic"]
+    # an interrupted iperf3's report is incomplete: its throughput columns say so (NaN
+    # where no interval covers a window), the probe's figures stand
+    intervals, iperf_problem = iperf.parse_partial(
+        (trial_dir / "iperf3.json").read_text(), start["t_ns"])
     return TrialRecord(
         path=trial_dir, run=dict(run), facts=_json(trial_dir / TRIAL_FILE),
-        lab=_json(trial_dir / "lab.json"), events=events,
-        intervals=iperf.parse((trial_dir / "iperf3.json").read_text(), start["t_ns"]),
+        lab=_json(trial_dir / "lab.json"), events=events, intervals=intervals,
         probe=_probe_record(trial_dir, traffic),
-        members=counters.read(trial_dir / "members.csv"))
+        members=counters.read(trial_dir / "members.csv"), iperf_problem=iperf_problem)
 
 
 def _json(path: Path) -> dict[str, Any]:
@@ -230,6 +237,7 @@ def base_columns(trial: TrialRecord) -> dict[str, Any]:
         "phase_period_ms": facts.get("phase", {}).get("period_ms", math.nan),
         "phase_offset_ms": facts.get("phase", {}).get("offset_ms", math.nan),
         "traffic": f"{traffic['protocol']} x{traffic['parallel']} at {traffic['rate']}",
+        "iperf3_complete": not trial.iperf_problem,
     }
 
 

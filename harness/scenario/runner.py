@@ -142,6 +142,9 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
                 timeouts.sleep_until(iperf.started_ns + int(step.at_s * 1e9) + offset_ns)
                 timeline.execute(step)
             iperf.finish()
+            if iperf.problem:  # the throughput is incomplete; the probe's figures stand
+                events.add("iperf3_unfinished", traffic.client, iperf.problem)
+                facts["iperf3"] = iperf.problem
             probe.finish_record()
             counters.write(tdir / "members.csv", [
                 r for g in aggregates for r in counters.difference(

@@ -49,6 +49,15 @@ def test_iperf3_garbage_is_a_lab_error():
         iperf.parse("iperf3: error - something", started_ns=0)
 
 
+def test_an_interrupted_iperf3_keeps_the_intervals_it_reported_beside_its_error():
+    doc = {"intervals": [{"sum": {"start": 0.0, "end": 0.1, "bits_per_second": 8e6}}],
+           "error": "interrupt - the client has terminated"}
+    intervals, problem = iperf.parse_partial(json.dumps(doc), started_ns=0)
+    assert [i.bits_per_second for i in intervals] == [8e6]
+    assert problem == "iperf3 reported an error: interrupt - the client has terminated"
+    assert iperf.parse_partial("", started_ns=0) == ([], "iperf3 wrote no valid JSON")
+
+
 def test_irtt_round_trips_keep_send_times_of_lost_packets():
     doc = {"round_trips": [
         {"seqno": 0, "lost": "false", "timestamps": {"client": {

@@ -145,3 +145,24 @@ def test_the_repair_costs_its_worst_outage_not_just_its_first(tmp_path):
     row = summary.trial_row(run / "trial-001")
     assert row["failback_gap_ms"] == pytest.approx(21.0)  # sends 169 -> 190
     assert row["outages"] == 2 and row["failover_gap_ms"] == 0.0
+
+
+def test_an_interrupted_iperf3_costs_its_throughput_not_the_trial(tmp_path):
+    # iperf3 interrupted (its control connection blackholed): an error beside the
+    # intervals it measured, or no JSON at all; the probe's figures stand either way
+    run = write_run(tmp_path / "run", {1: {"lost": set(range(100, 130))}, 2: {}})
+    first = run / "trial-001" / "iperf3.json"
+    doc = json.loads(first.read_text())
+    doc["intervals"] = doc["intervals"][:5]  # what it measured before it was stopped
+    doc["error"] = "interrupt - the client has terminated"
+    first.write_text(json.dumps(doc))
+    (run / "trial-002" / "iperf3.json").write_text("")
+    partial, empty = (summary.trial_row(run / f"trial-00{n}") for n in (1, 2))
+    assert partial["iperf3_complete"] is False and empty["iperf3_complete"] is False
+    assert partial["failover_gap_ms"] == pytest.approx(31.0)  # the probe's, as before
+    assert partial["throughput_after_mbps"] == pytest.approx(10.0)  # what it did measure
+    assert math.isnan(empty["throughput_after_mbps"])  # nothing measured: not 0 Mbit/s
+    assert empty["failover_gap_ms"] == 0.0
+    assert empty["failback_gap_ms"] == 0.0  # the trial still ends: at the probe's last send
+    complete = write_run(tmp_path / "other", {1: {}})
+    assert summary.trial_row(complete / "trial-001")["iperf3_complete"] is True
