@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -90,7 +91,12 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         out = Path("results") / f"{scenario.name}-{stamp}-{run_id}"
     out = out.resolve()
     if where == "uml":
-        args = ["run", str(scenario_path.resolve()), "--repeat", str(repeat)]
+        # The guest sees the host's files, but its /tmp, /run and /var/tmp are its own:
+        # a scenario written there (a user's, a test's) would not exist inside. It goes
+        # with the run instead, a copy in the run folder the guest writes to.
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(scenario_path, out / "scenario.yaml")
+        args = ["run", str(out / "scenario.yaml"), "--repeat", str(repeat)]
         for key, value in overrides.items():
             args += ["--param", f"{key}={value}"]
         if expect:
