@@ -451,6 +451,35 @@ def test_a_mac_this_leaf_learned_itself_is_never_installed():
     assert SendNow() in moved  # and the peer hears of it at once
 
 
+def test_a_mac_learned_on_a_bond_whose_half_went_down_with_its_carrier_is_moved_to_the_peer_link():
+    # a silent failure: the server stops distributing on its member to leaf1, the cable
+    # stays up, leaf1's learned entry for the server would blackhole its frames
+    pair = synced_pair()
+    pair.take("leaf1")
+    learned = pair["leaf1"].on_local_macs({SERVER_MAC: "srv"}, pair.now)  # here too
+    assert of_type(learned, PointMac) == [PointMac(SERVER_MAC, None, "po1")]  # the kernel's
+    down = pair["leaf1"].on_local_half("srv", False, pair.now)
+    assert PointMac(SERVER_MAC, "pl", None) in of_type(down, PointMac)
+    up = pair["leaf1"].on_local_half("srv", True, pair.now)
+    assert PointMac(SERVER_MAC, None, "pl") in of_type(up, PointMac)  # the kernel's again
+
+
+def test_a_mac_only_this_leaf_learned_is_moved_to_the_peer_link_while_its_half_is_down():
+    # the peer holds the server's MAC as a static entry from this leaf's reports, so it
+    # never reports it: this leaf must move its own entry (seen in UML, mclag-silent)
+    pair = Pair()
+    both_halves_up(pair)
+    pair.run(HB)
+    pair.take("leaf1")
+    pair["leaf1"].on_local_macs({SERVER_MAC: "srv"}, pair.now)
+    down = pair["leaf1"].on_local_half("srv", False, pair.now)
+    assert of_type(down, PointMac) == [PointMac(SERVER_MAC, "pl", None)]
+    pair["leaf1"].on_local_macs({}, pair.now)  # the kernel's learned entry is now static
+    assert pair["leaf1"].status()["macs"] == {SERVER_MAC: "pl"}  # still where it works
+    up = pair["leaf1"].on_local_half("srv", True, pair.now)
+    assert of_type(up, PointMac) == [PointMac(SERVER_MAC, None, "pl")]
+
+
 # -- configuration and the wire ------------------------------------------------------------------
 @pytest.mark.parametrize(("change", "field"), [
     ({"peer_link_policy": "shutdown-all"}, "peer_link_policy"),

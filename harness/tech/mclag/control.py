@@ -26,7 +26,8 @@ The rules, and the real pair each follows:
   its bond for a server points at this leaf's bond for it while this half is up, else at
   the peer link (SONiC re-points to the peer link); the peer's orphan MACs at the peer
   link; nothing the peer no longer reports, nothing once it is lost, and nothing this
-  leaf learned itself.
+  leaf learned itself on a port that works (one learned on a bond whose half is down,
+  its carrier up, is moved to the peer link too).
 - Delay restore (Cisco vPC ``delay restore``, Dell VLT's, Cumulus clagd's init delay): a
   leaf back from a reboot keeps its dual-homed ports down (``held``) until it knows where
   it stands: its peer heard (whose MACs the same heartbeat syncs), or, alone, primary
@@ -219,6 +220,10 @@ class Controller:
         self.reverted = self.own_id = False  # own_system_id wanted / on the bonds
         self.split = dict.fromkeys(config.dual_homed, False)
         self.macs: dict[str, str] = {}      # MAC -> port of the static entry installed
+        # MACs this leaf learned on a server's bond when its half went down: pointed at
+        # the peer link until the half is back (the kernel's entry, its carrier up in a
+        # silent failure, would blackhole the server's frames until it aged out)
+        self.stranded: dict[str, str] = {}
         self._strangers: set[str] = set()
         self.held = list(config.held)       # dual-homed ports down until delay restore
         self.delay_ns = config.delay_restore_ms * 1_000_000
@@ -240,6 +245,10 @@ class Controller:
         if self.local_up[server] == up:
             return self._reconcile(now_ns)
         self.local_up[server] = up
+        self.stranded = {mac: s for mac, s in self.stranded.items() if s != server}
+        if not up:
+            self.stranded.update({mac: server for mac, label in self.local_macs.items()
+                                  if label == server})
         event = Event(f"local_half_{'up' if up else 'down'}",
                       {"server": server, "bond": self.config.dual_homed[server]})
         return [event, *self._reconcile(now_ns), SendNow(first=not up)]
@@ -396,11 +405,17 @@ class Controller:
         want: dict[str, str] = {}
         if self.peer_alive and self.peer is not None:
             for mac, label in self.peer.learned().items():
-                if mac in self.local_macs:
-                    continue  # learned here too: the kernel's entry stands
+                mine = self.local_macs.get(mac)
+                if mine is not None and self.local_up.get(mine, True):
+                    continue  # learned here too, on a port that works: the kernel's entry
+                # (learned on a bond whose half is down with its carrier up, a silent
+                # failure, the kernel's entry would blackhole the server's frames until
+                # it ages out: it is moved to where the peer reaches the server)
                 bond = self.config.dual_homed.get(label)
                 up = bond is not None and self.local_up[label]
                 want[mac] = bond if up else self.config.peer_link
+            for mac in self.stranded:
+                want[mac] = self.config.peer_link
         actions: list[Action] = [PointMac(mac, None, port) for mac, port in
                                  sorted(self.macs.items()) if mac not in want]
         actions += [PointMac(mac, port, self.macs.get(mac)) for mac, port in
