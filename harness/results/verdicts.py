@@ -131,7 +131,8 @@ def known_before_run(params: Iterable[str]) -> set[str]:
     from harness.results.prediction import COLUMNS as PREDICTION
     from harness.results.store import SUMMARY_COLUMNS
 
-    return {*SUMMARY_COLUMNS, "capacity_retained_pct", "traffic", *PREDICTION, *params}
+    return {*SUMMARY_COLUMNS, "capacity_retained_pct", "traffic", "iperf3_complete",
+            *PREDICTION, *params}
 
 
 def check_before_run(expect: Mapping[str, Bound], known: Iterable[str], where: str) -> None:

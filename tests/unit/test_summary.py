@@ -23,7 +23,7 @@ RESTORE_NS = T0 + 150 * MS
 def write_run(root: Path, trials: dict[int, dict]) -> Path:
     """A run folder whose trials lose the given probe seqnos, with a cut and a restore
     unless ``failure`` is False."""
-    root.mkdir(parents=True)
+    root.mkdir(parents=True, exist_ok=True)  # a UML run makes its folder first
     (root / "metadata.json").write_text(json.dumps({
         "scenario": {"name": "hand-written", "traffic": {
             "protocol": "tcp", "parallel": 1, "rate": "10M", "probe": "irtt",
