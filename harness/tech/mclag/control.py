@@ -312,12 +312,8 @@ class Controller:
         want: dict[str, str] = {}
         if self.peer_alive and self.peer is not None:
             for mac, label in self.peer.learned().items():
-                mine = self.local_macs.get(mac)
-                if mine is not None and self.local_up.get(mine, True):
-                    continue  # learned here too, on a port that works: the kernel's entry
-                # (learned on a bond whose half is down with its carrier up, a silent
-                # failure, the kernel's entry would blackhole the server's frames until
-                # it ages out: it is moved to where the peer reaches the server)
+                if mac in self.local_macs:
+                    continue  # learned here too: the kernel's entry (stranded: below)
                 bond = self.config.dual_homed.get(label)
                 up = bond is not None and self.local_up[label]
                 want[mac] = bond if up else self.config.peer_link
