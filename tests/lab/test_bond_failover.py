@@ -82,6 +82,12 @@ def test_the_kernel_reports_an_active_backup_bond_with_the_asked_miimon(bond_run
         assert all(bond["members"].values()), "every member had carrier before the cut"
 
 
+def call_ns(run: Path, trial: int) -> int:
+    """How long the failure's call took (trial.json): its stamp is the call's middle."""
+    facts = json.loads((run / f"trial-{trial:03d}" / "trial.json").read_text())
+    return int(facts["failures"][0]["call_ns"])
+
+
 def test_the_active_member_changes_after_its_cable_is_cut(bond_run):
     for row in rows(bond_run):
         trial = int(row["trial"])
@@ -89,8 +95,10 @@ def test_the_active_member_changes_after_its_cable_is_cut(bond_run):
         cut = next(e for e in timeline if e["kind"] == "cut")
         cut_member = row["active_before"].split(":")[1]
         assert f"srv:{cut_member} <->" in cut["detail"], "the active member was the one cut"
+        # the cut is stamped at the middle of the call that made it; the kernel may act
+        # anywhere in that call, so reactions count from its start (as the summary does)
         changes = [e for e in timeline if e["kind"] == "bond_active_changed"
-                   and int(e["t_ns"]) > int(cut["t_ns"])]
+                   and int(e["t_ns"]) >= int(cut["t_ns"]) - call_ns(bond_run, trial) // 2]
         assert changes and changes[0]["detail"].startswith(f"{cut_member} -> ")
         assert row["active_after"] != row["active_before"]
 
@@ -108,7 +116,8 @@ def test_traffic_resumes_after_the_failover(bond_run):
 
 def test_the_bond_switches_over_within_miimon_plus_100ms(bond_run):
     for row in rows(bond_run):
-        assert 0 <= float(row["failover_detected_ms"]) < MIIMON + 100, row
+        half_call_ms = call_ns(bond_run, int(row["trial"])) / 2e6
+        assert -half_call_ms <= float(row["failover_detected_ms"]) < MIIMON + 100, row
 
 
 def test_failover_gap_is_positive_and_below_miimon_plus_100ms(bond_run):
