@@ -9,7 +9,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.tech.lacp.check import NOT_ONE_SYSTEM, logical_end, verdict
 from harness.tech.lacp.linux import linux_lacp
-from harness.tech.lacp.plugin import Aggregate, bundles
+from harness.tech.lacp.plugin import Aggregate, bundles, tx_period_s
 from harness.tech.mclag.plugin import McLag, pair_of
 from harness.topology.loader import build_topology
 
@@ -116,3 +116,12 @@ def test_waiting_is_given_up_at_once_for_leaves_that_present_different_systems()
 
     assert hopeless(verdict(*server_and_pair("mismatch"), links=LINKS))
     assert not hopeless(verdict(*server_and_pair("ok"), links=LINKS))
+
+
+@pytest.mark.parametrize("rate, period_s", [("fast", 1.0), ("slow", 30.0)])
+def test_negotiation_waits_one_periodic_lacpdu_of_the_slowest_end(rate, period_s):
+    """A lost LACPDU is repaired by the next periodic one, 30 s away at lacp_rate slow:
+    bring-up's wait covers that period (LacpNegotiation.start)."""
+    topo, _ = build_topology("switch_lag", {"lacp_time": rate})
+    (bundle,) = bundles(topo)
+    assert {tx_period_s(topo, agg) for agg in (bundle.near, *bundle.far)} == {period_s}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+from harness import timeouts
 from harness.tech.base import Technology
 from harness.tech.lacp import check, linux
 from harness.tech.lacp import ovs as lacp_ovs
@@ -40,8 +41,13 @@ class LacpNegotiation(Technology):
         return bool(bundles(topo))
 
     def start(self) -> None:
-        for bundle in bundles(self.lab.topo):
+        topo = self.lab.topo
+        for bundle in bundles(topo):
+            # one LACPDU lost (a busy guest) is repaired by the next periodic one: 30 s
+            # away where an end runs lacp_rate slow, so the wait covers one such period
+            period_s = max(tx_period_s(topo, agg) for agg in (bundle.near, *bundle.far))
             verdict = check.wait_negotiated(lambda b=bundle: self.read_bundle(b),
+                                            timeouts.LACP_NEGOTIATED + period_s,
                                             links=self._linked(bundle),
                                             give_up=check.hopeless)
             self.tables[bundle.key] = verdict.table
@@ -134,6 +140,19 @@ def speaks_lacp(topo: Topology, agg: Aggregate) -> bool:
         lag = next(g for g in topo.lags if g.switch == agg.node and g.name == agg.name)
         return ovs.lag_options(lag.options)["lacp"] != "off"
     return topo.bond(agg.node, agg.name).settings.mode == "802.3ad"
+
+
+def tx_period_s(topo: Topology, agg: Aggregate) -> float:
+    """How often ``agg`` sends LACPDUs once negotiated: 1 s fast, 30 s slow (0 without
+    LACP); a bond without lacp_rate is slow, the kernel's default."""
+    if not speaks_lacp(topo, agg):
+        return 0.0
+    if agg.ovs:
+        lag = next(g for g in topo.lags if g.switch == agg.node and g.name == agg.name)
+        rate = ovs.lag_options(lag.options)["lacp_time"]
+    else:
+        rate = topo.bond(agg.node, agg.name).settings.wanted.get("lacp_rate", "slow")
+    return 1.0 if str(rate) in ("fast", "1") else 30.0
 
 
 def bundles(topo: Topology) -> list[Bundle]:
