@@ -19,6 +19,7 @@ PROCESS_EXIT = 5.0         # SIGTERM -> process gone, before SIGKILL
 BOND_MEMBERS_UP = 10.0     # bond enslaved -> every member reports carrier and an active member
 LINK_STATE = 5.0           # an injected link change is visible in the kernel
 IPERF_SERVER_READY = 5.0   # iperf3 server started -> listening
+IPERF_CONNECTED = 10.0     # iperf3 client started -> every stream up (SYN resent at 1, 3, 7 s)
 PING_READY = 10.0          # topology up -> first end-to-end reply
 OVS_COMMAND = 10.0         # one ovs-vsctl/ovs-appctl request answered
 OVS_START = 60.0           # ovs-ctl start -> ovsdb-server and ovs-vswitchd running

@@ -83,8 +83,8 @@ class IperfRun:
             data = established(pid, PORT, proto) - (1 if proto == "tcp" else 0)
             return established(pid, PORT, "tcp") >= 1 and data >= s.parallel
 
-        timeouts.wait_for("iperf3 data connections", connected,
-                          timeouts.IPERF_SERVER_READY, interval=0.001)
+        timeouts.wait_for(f"iperf3's control connection and {s.parallel} data stream(s)",
+                          connected, timeouts.IPERF_CONNECTED, interval=0.001)
         self.started_ns = time.time_ns()
 
     def finish(self) -> list[Interval]:
