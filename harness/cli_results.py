@@ -34,19 +34,17 @@ def summarize(folder: Annotated[Path, typer.Argument(help="a run folder, or a su
               ) -> None:
     """Recompute summary.csv (and a suite's suite.csv), samples and plots from the stored
     files of FOLDER alone: after a fix to the analysis, no lab needs to run again."""
+    from harness.results.recheck import runs_in
     from harness.results.summary import summarize_run
     from harness.scenario.suite import combine, medians
 
     _setup(False)
     with _reported():
-        if (folder / "metadata.json").is_file():
+        runs = runs_in(folder)
+        if runs == [folder]:
             rows = summarize_run(folder)
             typer.echo(f"{len(rows)} trial(s) recomputed; {folder / 'summary.csv'}")
             return
-        runs = sorted(p.parent for p in folder.glob("*/metadata.json"))
-        if not runs:
-            raise ConfigError(f"{folder} holds no metadata.json, nor runs that do",
-                              "give a folder written by redlab run or redlab suite")
         for run in runs:
             typer.echo(f"{run.name}: {len(summarize_run(run))} trial(s) recomputed")
         table = combine([(run.name, run) for run in runs], folder / "suite.csv")

@@ -32,6 +32,7 @@ import pandas as pd
 from scipy import stats
 
 from harness.errors import ConfigError
+from harness.results.recheck import runs_in
 from harness.scenario.suite import KEY_FIGURES
 
 FIGURES = (*KEY_FIGURES, "lost_packets")
@@ -108,17 +109,7 @@ class Comparison:
 
 def load_runs(folder: Path) -> dict[str, Run]:
     """The runs of a run folder (one) or a suite folder (each sub-folder with metadata)."""
-    if not folder.is_dir():
-        raise ConfigError(f"{folder} is not a folder",
-                          "give a run folder (redlab run) or a suite folder (redlab suite)")
-    if (folder / "metadata.json").is_file():
-        paths = [folder]
-    else:
-        paths = sorted(p.parent for p in folder.glob("*/metadata.json"))
-    if not paths:
-        raise ConfigError(f"{folder} holds no run: no metadata.json in it or in its"
-                          " sub-folders", "give a folder written by redlab run or redlab suite")
-    return {path.name: _load_run(path) for path in paths}
+    return {path.name: _load_run(path) for path in runs_in(folder)}
 
 
 def _load_run(path: Path) -> Run:

@@ -42,6 +42,9 @@ def failed_verdict(run_dir: Path, exit_code: int) -> bool:
 
 def runs_in(folder: Path) -> list[Path]:
     """``folder`` if it is a run folder, else the run folders of a suite folder."""
+    if not folder.is_dir():
+        raise ConfigError(f"{folder} is not a folder",
+                          "give a run folder (redlab run) or a suite folder (redlab suite)")
     if (folder / "metadata.json").is_file():
         return [folder]
     runs = sorted(p.parent for p in folder.glob("*/metadata.json"))

@@ -116,9 +116,6 @@ def window(row: dict[str, Any]) -> Window:
 def load_runs(folder: Path) -> list[Run]:
     """The runs of a run folder or a suite folder.  A run that cannot be read, or has no
     finished trial yet, is kept with its problem said; no run at all is bad input."""
-    if not folder.is_dir():
-        raise ConfigError(f"{folder} is not a folder",
-                          "give a run folder (redlab run) or a suite folder (redlab suite)")
     runs = [_load_run(path) for path in runs_in(folder)]
     if not any(len(run.rows) for run in runs):
         said = "; ".join(f"{run.name}: {', '.join(run.problems)}" for run in runs)

@@ -134,7 +134,7 @@ def _bad_input(tmp: Path) -> dict[str, tuple[list[str], str, str]]:
     make_run(tmp / "suite-b" / "02-w", {"failover_gap_ms": FAST})
     make_run(tmp / "other", {"capacity_retained_pct": FAST})
     return {
-        "no run": ([str(tmp / "empty"), str(good)], "holds no run",
+        "no run": ([str(tmp / "empty"), str(good)], "holds no metadata.json",
                    "folder written by redlab run or redlab suite"),
         "no folder": ([str(good), str(tmp / "missing")], "is not a folder", "run folder"),
         "no summary": ([str(good), str(tmp / "nosummary")], "has no summary.csv",
