@@ -54,6 +54,7 @@ def run(
     run_id: RunIdOption = None,
     verbose: VerboseOption = False,
     expect_json: Annotated[str | None, typer.Option(hidden=True)] = None,  # a suite run's
+    keep_failed_lab: Annotated[bool, typer.Option(help="a failed trial's lab stays up for inspection until Enter (native labs)")] = False,  # noqa: E501
 ) -> None:
     """Run SCENARIO's trials and write summary.csv, events and raw tool output; exit 1
     when a trial fails an expectation of the scenario's expect: block."""
@@ -62,13 +63,15 @@ def run(
     _setup(verbose)
     with _reported():
         extra = verdicts.parse(json.loads(expect_json), "--expect-json", "") if expect_json else {}
-        rows = _run(scenario, parse_params(param), repeat, out, lab, deadline, run_id, extra)
+        rows = _run(scenario, parse_params(param), repeat, out, lab, deadline, run_id, extra,
+                    keep_failed_lab)
     raise typer.Exit(verdicts.exit_code([row.get("verdict", "") for row in rows]))
 
 
 def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path | None,
          lab: str, deadline: float, run_id: str | None,
-         expect: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+         expect: dict[str, Any] | None = None, keep_failed: bool = False
+         ) -> list[dict[str, Any]]:
     """The run's summary rows, verdicts included; measured before they are judged, so a
     failed expectation loses nothing (the caller turns it into exit 1)."""
     from harness.lab import LABS, choose_lab
@@ -85,6 +88,14 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
                                 *(["tbf"] if any(k.rate_mbit for k in topology.links) else [])]))
     inside_uml = os.environ.get("REDLAB_LAB") == "uml"
     where = "native" if inside_uml else choose_lab(lab, needs)
+    if keep_failed and where == "uml":
+        raise ConfigError(
+            "--keep-failed-lab keeps the lab up while you enter its namespaces, and this run"
+            f" needs User-mode Linux (it requires {', '.join(needs) or 'it'}), whose guest"
+            " cannot be entered",
+            "run it natively, on a kernel with the modules (the Vagrant VM: vagrant up &&"
+            " vagrant ssh); without the option a failed trial's folder holds lab.json,"
+            " events.csv and every daemon's log")
     run_id = run_id or new_run_id()
     if out is None:
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -111,7 +122,7 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         return recheck.stored_rows(out)
     started = time.monotonic()
     store = run_scenario(RunRequest(scenario, scenario_path.resolve(), topology, params,
-                                    repeat, out, run_id))
+                                    repeat, out, run_id, keep_failed))
     log.info("%d trial(s) in %.1f s; results in %s", len(store.rows),
              time.monotonic() - started, out)
     for row in store.rows:

@@ -17,7 +17,7 @@ import json
 import logging
 import subprocess
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar
 
@@ -42,7 +42,8 @@ class Lab:
     """A running topology; its technologies in ``techs``, in start order."""
 
     def __init__(self, topo: Topology, run_id: str, journal: Journal,
-                 workdir: Path | None = None, events: EventLog | None = None) -> None:
+                 workdir: Path | None = None, events: EventLog | None = None,
+                 on_failure: Callable[[Lab, str], None] | None = None) -> None:
         from harness.tech.registry import technologies_for
 
         self.topo = topo.validate()
@@ -52,6 +53,9 @@ class Lab:
         self.workdir = workdir
         # The trial's timeline: technologies record state changes on it as they happen.
         self.events = events
+        # Called with what went wrong when bring-up or the trial fails, before the
+        # teardown: a run asked to keep a failed lab for inspection waits there.
+        self.on_failure = on_failure
         self.techs: list[Technology] = [cls(self) for cls in technologies_for(self.topo)]
         self.net: Any = None
         self._started: list[Technology] = []
@@ -105,13 +109,23 @@ class Lab:
     def __enter__(self) -> Lab:
         try:
             self.start()
-        except BaseException:
-            self.stop()
+        except BaseException as exc:
+            try:
+                if (isinstance(exc, Exception) and self.on_failure is not None
+                        and self.net is not None):
+                    self.on_failure(self, f"bring-up failed ({exc})")
+            finally:
+                self.stop()
             raise
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
+                 tb: object) -> None:
+        try:
+            if isinstance(exc, Exception) and self.on_failure is not None:
+                self.on_failure(self, f"the trial failed ({exc})")
+        finally:
+            self.stop()
 
     def start(self) -> None:
         self.net = wiring.instantiate(self)

@@ -32,6 +32,7 @@ from harness.results import summary
 from harness.results.events import EventLog
 from harness.results.plot import DEFER_ENV, draw_trial
 from harness.results.store import RunStore, lab_kind
+from harness.scenario.hold import hold
 from harness.scenario.model import Scenario
 from harness.scenario.timeline import Timeline
 from harness.topology.model import Topology
@@ -54,6 +55,7 @@ class RunRequest:
     repeat: int
     out: Path
     run_id: str
+    keep_failed: bool = False  # a failed trial's lab waits for the user (scenario.hold)
 
 
 def _probe_member(lab: Lab, node: str, interval_ms: float) -> str:
@@ -101,7 +103,8 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     started = time.monotonic()
     facts: dict[str, Any] = {"lab": lab_kind(), "kernel": platform.release(),
                              "failures": []}
-    with Lab(req.topology, req.run_id, journal, workdir=tdir, events=events) as lab:
+    with Lab(req.topology, req.run_id, journal, workdir=tdir, events=events,
+             on_failure=hold if req.keep_failed else None) as lab:
         facts["bring_up_s"] = time.monotonic() - started
         lab.write_state(tdir / "lab.json")
         # Made now: a watcher's first reading is the state the lab came up in.
@@ -157,6 +160,12 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         for tech in lab.techs:
             facts[tech.name] = tech.after_traffic(events, tdir)
         _write_json(tdir / summary.TRIAL_FILE, facts)
+        if req.keep_failed:
+            events.sort()
+            judged = summary.trial_row(tdir, store.meta)
+            if judged.get("verdict") == "fail":
+                hold(lab, f"trial {trial} failed its expectations"
+                          f" ({judged.get('verdict_failed')})")
     events.sort()
     row = summary.trial_row(tdir, store.meta)
     if not os.environ.get(DEFER_ENV):

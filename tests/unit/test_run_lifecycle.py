@@ -31,7 +31,8 @@ def test_clean_leaves_a_run_in_progress_alone(tmp_path, monkeypatch):
     (["run", SCENARIO, "--param", "mimon=100"], "mimon: unknown key"),
     (["run", SCENARIO, "--lab", "vm"], "--lab 'vm' is not one of"),
     (["run", "scenarios/no-such.yaml"], "does not exist"),
-], ids=["unknown-bond-mode", "param-typo", "bad-lab", "missing-scenario"])
+    (["run", SCENARIO, "--lab", "uml", "--keep-failed-lab"], "guest cannot be entered"),
+], ids=["unknown-bond-mode", "param-typo", "bad-lab", "missing-scenario", "keep-lab-in-uml"])
 def test_bad_input_is_one_clear_error_and_creates_nothing(tmp_path, args, message):
     before = Snapshot.take()
     out = tmp_path / "out"

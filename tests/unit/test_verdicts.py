@@ -276,7 +276,7 @@ def test_redlab_run_exits_1_only_when_a_trial_failed_an_expectation(monkeypatch,
 
 def test_the_guest_side_run_takes_the_suite_runs_expectations_from_the_host(monkeypatch):
     got = []
-    monkeypatch.setattr(cli, "_run", lambda *args: got.append(args[-1]) or [])
+    monkeypatch.setattr(cli, "_run", lambda *args: got.append(args[7]) or [])  # expect
     done = CliRunner().invoke(cli.app, ["run", str(SCENARIOS / "bond-active-backup.yaml"),
                                         "--expect-json", '{"failover_gap_ms": {"max": 150}}'])
     assert done.exit_code == 0, done.output
