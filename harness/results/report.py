@@ -245,7 +245,9 @@ def run_rows(runs: list[Run]) -> list[dict[str, Any]]:
 
 
 def _shown(run: Run, names: Any) -> str:
-    return ", ".join(f"{k}={run.params.get(k)}" for k in names)
+    """``names`` the run has, with its values (another scenario's parameters are not
+    what sets this run apart)."""
+    return ", ".join(f"{k}={run.params[k]}" for k in names if k in run.params)
 
 
 def trial_cards(runs: list[Run], out: Path) -> list[dict[str, Any]]:

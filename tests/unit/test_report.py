@@ -12,6 +12,7 @@ import urllib.parse
 from pathlib import Path
 
 import matplotlib.image
+import pandas as pd
 import pytest
 
 from harness.errors import ConfigError
@@ -243,3 +244,13 @@ def test_a_bad_calibration_exits_2_and_leaves_the_old_report_alone(tmp_path):
     assert (run / "report.html").read_text() == "the report of yesterday"
     assert sorted(p.name for p in run.iterdir()) == ["metadata.json", "report.html",
                                                      "summary.csv", "trial-001"]
+
+
+def test_a_run_is_told_apart_by_its_own_parameters_not_another_scenarios():
+    """A suite of a bond and a VRRP run: the bond's row names no VRRP parameter."""
+    bond = report.Run("01-bond", Path("01-bond"), {"scenario": {"name": "bond"},
+                                                   "params": {"miimon": 100}}, pd.DataFrame())
+    vrrp = report.Run("02-vrrp", Path("02-vrrp"), {"scenario": {"name": "vrrp"},
+                                                   "params": {"advert_int": 0.1}}, pd.DataFrame())
+    rows = {r["run"]: r for r in report.run_rows([bond, vrrp])}
+    assert [r["differ"] for r in rows.values()] == ["miimon=100", "advert_int=0.1"]
