@@ -28,6 +28,7 @@ from harness.measure import counters
 from harness.measure.gapprobe import GapProbeRun
 from harness.measure.iperf import IperfRun, IperfSettings
 from harness.measure.probe import ProbeRun, ProbeSettings
+from harness.measure.stopwatch import Stopwatch
 from harness.results import summary
 from harness.results.events import EventLog
 from harness.results.plot import DEFER_ENV, draw_trial
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 
 PROBE_TAIL_S = 3.0  # the probe runs this much longer than iperf3's traffic
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
+TIMING_FILE = "timing.json"  # where the trial's wall time went (measure.stopwatch)
 
 
 @dataclass
@@ -100,12 +102,13 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     sc, tdir = req.scenario, store.trial_dir(trial)
     traffic = sc.traffic
     events = EventLog(tdir / "events.csv")
-    started = time.monotonic()
+    started, clock = time.monotonic(), Stopwatch()
     facts: dict[str, Any] = {"lab": lab_kind(), "kernel": platform.release(),
                              "failures": []}
     with Lab(req.topology, req.run_id, journal, workdir=tdir, events=events,
-             on_failure=hold if req.keep_failed else None) as lab:
+             on_failure=hold if req.keep_failed else None, stopwatch=clock) as lab:
         facts["bring_up_s"] = time.monotonic() - started
+        prepared = time.monotonic()
         lab.write_state(tdir / "lab.json")
         # Made now: a watcher's first reading is the state the lab came up in.
         watchers = [w for tech in lab.techs for w in tech.watchers(events)]
@@ -128,10 +131,14 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         counted = {g.label: counters.snapshot(lab, g) for g in aggregates}
         for tech in lab.techs:
             tech.before_traffic(events)
+        clock.add("before traffic", time.monotonic() - prepared)
+        connecting = time.monotonic()
         probe.start()
         probe_members = {step.node: _probe_member(lab, step.node, traffic.probe_interval_ms)
                          for step in sc.steps if step.interface == "probe" and step.node}
         iperf.start()
+        clock.add("traffic start (probe, iperf3 connect)", time.monotonic() - connecting)
+        flowing = time.monotonic()
         events.t0_ns = iperf.started_ns
         events.add("traffic_start", traffic.client, f"iperf3 {traffic.protocol} from "
                    f"{traffic.server}", t_ns=iperf.started_ns)
@@ -145,6 +152,8 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
                 timeouts.sleep_until(iperf.started_ns + int(step.at_s * 1e9) + offset_ns)
                 timeline.execute(step)
             iperf.finish()
+            clock.add("traffic", time.monotonic() - flowing)
+            draining = time.monotonic()
             if iperf.problem:  # the throughput is incomplete; the probe's figures stand
                 events.add("iperf3_unfinished", traffic.client, iperf.problem)
                 facts["iperf3"] = iperf.problem
@@ -160,16 +169,21 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         for tech in lab.techs:
             facts[tech.name] = tech.after_traffic(events, tdir)
         _write_json(tdir / summary.TRIAL_FILE, facts)
+        clock.add("probe tail, state read back", time.monotonic() - draining)
         if req.keep_failed:
             events.sort()
             judged = summary.trial_row(tdir, store.meta)
             if judged.get("verdict") == "fail":
                 hold(lab, f"trial {trial} failed its expectations"
                           f" ({judged.get('verdict_failed')})")
-    events.sort()
-    row = summary.trial_row(tdir, store.meta)
+    with clock.phase("analysis"):
+        events.sort()
+        row = summary.trial_row(tdir, store.meta)
     if not os.environ.get(DEFER_ENV):
-        draw_trial(tdir)
+        with clock.phase("plot"):
+            draw_trial(tdir)
+    clock.write(tdir / TIMING_FILE)
+    log.debug("trial %d took %.1f s: %s", trial, time.monotonic() - started, clock.describe())
     return row
 
 

@@ -62,6 +62,18 @@ def test_summary_has_one_row_per_trial_with_the_required_columns(bond_run):
     assert meta["status"] == "complete" and meta["trials_done"] == TRIALS
 
 
+def test_each_trial_says_where_its_wall_time_went(bond_run):
+    for trial in range(1, TRIALS + 1):
+        timing = json.loads((bond_run / f"trial-{trial:03d}" / "timing.json").read_text())
+        phases = timing["phases_s"]
+        for phase in ("wiring", "start bond", "traffic", "teardown", "analysis"):
+            assert phases[phase] >= 0, phase
+        # the traffic phase is iperf3's 10 s (+ the phase offset, rounded), give or take
+        assert 9 <= phases["traffic"] <= 13, phases
+        LAB_REPORT.append(f"bond-active-backup trial {trial} wall time {timing['total_s']} s:"
+                          f" {phases}")
+
+
 def test_the_lab_ran_on_a_kernel_with_bonding(bond_run):
     for row in rows(bond_run):
         if capabilities.probe("bonding"):
