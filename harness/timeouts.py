@@ -15,7 +15,6 @@ UML_BOOT = 30.0            # linux.uml start -> guest init reports it is running
 UML_RUN_DEFAULT = 900.0    # a whole scenario inside UML, unless --deadline says otherwise
 UML_HALT = 10.0            # guest told to halt -> process gone, before SIGKILL
 UML_AGENT_READY = 180.0    # shared guest booted -> its agent has imported the harness
-NODE_START = 5.0           # namespace holder started -> in its own network namespace
 PROCESS_EXIT = 5.0         # SIGTERM -> process gone, before SIGKILL
 BOND_MEMBERS_UP = 10.0     # bond enslaved -> every member reports carrier and an active member
 LINK_STATE = 5.0           # an injected link change is visible in the kernel

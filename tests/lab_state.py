@@ -18,16 +18,6 @@ def _comm(pid: str) -> str:
     return "" if journal.process_state(pid) in (None, "Z") else journal.process_name(pid, "")
 
 
-def _namespace_holder(pid: str) -> bool:
-    """A lab node's namespace holder (harness.lab.nodes): ``sleep`` in another network
-    namespace than ours."""
-    try:
-        return (_comm(pid) == "sleep"
-                and os.readlink(f"/proc/{pid}/ns/net") != os.readlink("/proc/self/ns/net"))
-    except OSError:
-        return False
-
-
 @dataclass(frozen=True)
 class Snapshot:
     links: frozenset[str]
@@ -38,8 +28,7 @@ class Snapshot:
     def take(cls) -> Snapshot:
         links = frozenset(p.name for p in Path("/sys/class/net").iterdir())
         procs = frozenset((int(pid), _comm(pid)) for pid in os.listdir("/proc")
-                          if pid.isdigit() and (_comm(pid) in LAB_PROCESSES
-                                                or _namespace_holder(pid)))
+                          if pid.isdigit() and _comm(pid) in LAB_PROCESSES)
         jdir = journal.JOURNAL_DIR
         journals = frozenset(p.name for p in jdir.glob("*.jsonl")) if jdir.is_dir() else frozenset()
         return cls(links, procs, journals)

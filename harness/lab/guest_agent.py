@@ -54,8 +54,10 @@ GRACE_S = 15.0  # SIGTERM -> SIGKILL; then, for the run's reaper to roll back
 STOP = "stop"
 PROG_NAME = "python -m harness"  # what click shows in usage lines for the real command
 # What `redlab run` imports on its way to a trial, in the order it does (harness/cli.py
-# `_run`; pandas, matplotlib and pyroute2 come with them), so that a run in the shared
-# guest logs as one in a private guest does.
+# `_run`; pandas, matplotlib, Mininet and pyroute2 come with them).  The order matters:
+# importing mininet calls logging.setLoggerClass(MininetLogger), so every logger made
+# after it has level OUTPUT (25) and a handler of its own.  Imported in another order,
+# a module's logger would differ from a private guest's, and so would the run's log.
 PRELOAD = ("harness.cli", "harness.lab", "harness.scenario.runner", "harness.scenario.model",
            "harness.topology.loader")
 PR_SET_CHILD_SUBREAPER = 36

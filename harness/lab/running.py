@@ -27,7 +27,6 @@ from harness import timeouts
 from harness.errors import LabError
 from harness.journal import Journal
 from harness.lab import addressing, wiring
-from harness.lab.nodes import Node, Nodes, netlink_fd
 from harness.measure.stopwatch import Stopwatch
 from harness.naming import check_ifname, prefixed
 from harness.tech.base import Daemon, Technology
@@ -61,7 +60,7 @@ class Lab:
         self.on_failure = on_failure
         self.stopwatch = stopwatch or Stopwatch()  # bring-up and teardown, by phase
         self.techs: list[Technology] = [cls(self) for cls in technologies_for(self.topo)]
-        self.net: Nodes | None = None
+        self.net: Any = None
         self._started: list[Technology] = []
         self._mark = journal.mark()
         self._sockets: dict[tuple[int, str | None], IPRoute] = {}
@@ -81,35 +80,24 @@ class Lab:
         """Path of ``node``'s network namespace for pyroute2; None for the root namespace."""
         if self.topo.nodes[node].kind == "switch":
             return None
-        return f"/proc/{self._node(node).pid}/ns/net"
+        return f"/proc/{self.net.get(node).pid}/ns/net"
 
     def pid(self, node: str) -> int:
         """A process in ``node``'s namespace (its Mininet shell)."""
-        return self._node(node).pid
-
-    def _node(self, node: str) -> Node:
-        if self.net is None:
-            raise LabError(f"{node}: the lab is not running",
-                           "use the lab between its start and its stop")
-        return self.net.get(self.node_name(node))
+        return int(self.net.get(self.node_name(node)).pid)
 
     def ipr(self, node: str) -> IPRoute:
         """A netlink socket in ``node``'s namespace, kept for the lab's lifetime.
 
-        Sockets are reused (opening one costs tens of ms inside User-mode Linux); one per
-        thread, because a pyroute2 socket belongs to the thread that made it.
+        Opening one forks a helper (pyroute2 enters the namespace in a child), which is
+        slow inside User-mode Linux, so sockets are reused; one per thread, because a
+        pyroute2 socket belongs to the thread that made it.
         """
-        return self._socket(self.netns(node))
-
-    def ipr_root(self) -> IPRoute:
-        """A netlink socket in the root namespace (where the switches are)."""
-        return self._socket(None)
-
-    def _socket(self, netns: str | None) -> IPRoute:
+        netns = self.netns(node)
         key = (threading.get_ident(), netns)
         with self._sockets_lock:
             if key not in self._sockets:
-                self._sockets[key] = IPRoute(fileno=netlink_fd(netns)) if netns else IPRoute()
+                self._sockets[key] = IPRoute(netns=netns) if netns else IPRoute()
             return self._sockets[key]
 
     def tech(self, kind: type[T]) -> T:
@@ -182,7 +170,7 @@ class Lab:
             try:
                 self.net.stop()
             except Exception as exc:  # the journal below still removes what is left
-                log.warning("stopping the nodes failed: %s", exc)
+                log.warning("mininet stop failed: %s", exc)
             self.net = None
         self.journal.rollback_to(self._mark)
 
@@ -236,8 +224,8 @@ class Lab:
     def popen(self, node: str, argv: Sequence[str], stdout: IO[bytes] | int | None = None,
               stderr: IO[bytes] | int | None = subprocess.PIPE) -> subprocess.Popen[bytes]:
         """Start ``argv`` in ``node``'s namespace; the journal kills it if we do not."""
-        proc = self._node(node).popen(
-            argv, stdout=stdout if stdout is not None else subprocess.PIPE,
+        proc = self.net.get(self.node_name(node)).popen(
+            list(argv), stdout=stdout if stdout is not None else subprocess.PIPE,
             stderr=stderr, stdin=subprocess.DEVNULL)
         self.journal.record_process(proc.pid, f"{argv[0]} in {node}")
         return proc

@@ -1,80 +1,55 @@
-"""The lab's nodes and cables, and the root namespace kept out.
+"""Mininet instantiation of a topology's nodes and cables, and the root namespace kept out.
 
-Hosts are network namespaces (harness.lab.nodes: Mininet's ``mnexec`` without its
-shell); switches are Linux bridges or Open vSwitch bridges in the root namespace, named
-``r<run id><name>`` with ports ``<switch>-<port>`` so that concurrent runs never share a
-name.  The veth cables and the Linux bridges are made here over netlink (pyroute2), as
-the lab configures everything else: Mininet made them with shell commands, each forking
-an ``ip`` or ``brctl`` (30-odd for a small topology), and its shells took 1.2-1.5 s each
-to start inside User-mode Linux.  An Open vSwitch bridge is made by
-harness.tech.ovs.plugin.  Every root-namespace name is journaled before it is created,
-and every namespace's holder as soon as it exists.
+Hosts are Mininet hosts (a shell in its own network namespace); switches are Linux
+bridges or Open vSwitch bridges in the root namespace, named ``r<run id><name>`` with
+ports ``<switch>-<port>`` so that concurrent runs never share a name.  Mininet makes the
+namespaces and the veth cables; an Open vSwitch bridge here is only the node holding its
+cable ends (the bridge itself is made by harness.tech.ovs.plugin).  Every root-namespace name is
+journaled before Mininet creates it, and every shell as soon as it exists.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-from harness.errors import LabError
-from harness.lab.nodes import Nodes
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
 
 
-def instantiate(lab: Lab) -> Nodes:
-    """Every node of ``lab.topo``, cabled, each cable up."""
+def instantiate(lab: Lab) -> Any:
+    """Build and start the Mininet network of ``lab.topo``; returns it."""
+    from mininet.log import setLogLevel
+    from mininet.net import Mininet
+    from mininet.nodelib import LinuxBridge
+
     topo, journal = lab.topo, lab.journal
-    nodes = lab.net = Nodes()
+    setLogLevel("error")
+    net = lab.net = Mininet(controller=None, build=False, autoSetMacs=False,
+                            autoStaticArp=False)
     for name in topo.hosts():
-        host = nodes.add_host(name)
-        journal.record_process(host.pid, f"network namespace of {name}", group=True)
-    for name in topo.switches():
-        nodes.add_root(lab.node_name(name))
-    _cable(lab)
-    return nodes
-
-
-def _cable(lab: Lab) -> None:
-    """The Linux bridges, then every cable: a veth pair made in one end's namespace with
-    its peer placed in the other's, each end enslaved to its bridge and up."""
-    topo, journal, root = lab.topo, lab.journal, lab.ipr_root()
-    bridges: dict[str, int] = {}
-    for name in topo.switches():
-        if topo.nodes[name].impl == "ovs":
-            continue
+        host = net.addHost(name, ip=None)
+        journal.record_process(host.pid, f"mininet host shell {name}", group=True)
+    for number, name in enumerate(topo.switches(), start=1):
         real = lab.node_name(name)
-        journal.record("link", name=real)
-        root.link("add", ifname=real, kind="bridge")
-        bridges[name] = _index(root, real)
-        root.link("set", index=bridges[name], state="up")
-    for node in topo.hosts():
-        ipr = lab.ipr(node)
-        ipr.link("set", index=_index(ipr, "lo"), state="up")
+        is_ovs = topo.nodes[name].impl == "ovs"
+        if not is_ovs:
+            journal.record("link", name=real)
+        # Mininet derives a dpid from digits in the name, which a run id may lack.
+        switch = net.addSwitch(real, cls=_ovs_ports_class() if is_ovs else LinuxBridge,
+                               dpid=f"{number:016x}")
+        journal.record_process(switch.pid, f"mininet switch shell {real}", group=True)
     for link in topo.links:
-        ends = ((link.a, lab.ifname(link.a, link.a_intf)),
-                (link.b, lab.ifname(link.b, link.b_intf)))
-        for node, name in ends:
+        names = (lab.ifname(link.a, link.a_intf), lab.ifname(link.b, link.b_intf))
+        for node, name in ((link.a, names[0]), (link.b, names[1])):
             if topo.nodes[node].kind == "switch":
                 journal.record("link", name=name)
-        (node_a, name_a), (node_b, name_b) = ends
-        lab.ipr(node_a).link("add", ifname=name_a, kind="veth",
-                             peer={"ifname": name_b, "net_ns_pid": lab.pid(node_b)})
-        for node, name in ends:
-            ipr = lab.ipr(node)
-            index = _index(ipr, name)
-            if node in bridges:
-                ipr.link("set", index=index, master=bridges[node])
-            ipr.link("set", index=index, state="up")
-
-
-def _index(ipr: Any, name: str) -> int:
-    found = ipr.link_lookup(ifname=name)
-    if not found:
-        raise LabError(f"interface {name} is missing right after it was made",
-                       "run `redlab clean` and try again; if it persists, report it")
-    return int(found[0])
+        net.addLink(lab.node_name(link.a), lab.node_name(link.b),
+                    intfName1=names[0], intfName2=names[1])
+    net.build()
+    net.start()
+    return net
 
 
 def keep_root_namespace_out(lab: Lab) -> None:
@@ -96,6 +71,23 @@ def keep_root_namespace_out(lab: Lab) -> None:
         _write_sysctl(f"net/ipv4/conf/{name}/arp_ignore", "8")
     for name in switches + ends:
         _write_sysctl(f"net/ipv6/conf/{name}/disable_ipv6", "1")
+
+
+@functools.cache
+def _ovs_ports_class() -> type:
+    from mininet.node import Switch
+
+    class OvsPorts(Switch):  # type: ignore[misc]
+        """Mininet's view of an Open vSwitch bridge: a root-namespace node holding the
+        bridge's cable ends.  The bridge itself is made by harness.tech.ovs.plugin, so Mininet
+        neither needs nor touches the OVS database (nor its own controller logic)."""
+
+        def start(self, _controllers: object) -> None:
+            for intf in self.intfList():
+                if self.name in intf.name:
+                    self.cmd("ip link set", intf, "up")
+
+    return OvsPorts
 
 
 def _write_sysctl(key: str, value: str) -> None:

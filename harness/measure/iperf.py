@@ -59,9 +59,17 @@ class IperfRun:
         self._server_proc = self.lab.popen(
             self.server, ["iperf3", "-s", "-1", "-B", addr, "-p", str(PORT)],
             stdout=subprocess.DEVNULL)
-        pid = self._server_proc.pid
-        timeouts.wait_for("iperf3 server listening", lambda: listening(pid, PORT, "tcp"),
-                          timeouts.IPERF_SERVER_READY)
+        server = self._server_proc
+
+        def ready() -> bool:
+            if server.poll() is not None:  # it will not listen: say why, at once
+                said = server.stderr.read().decode(errors="replace") if server.stderr else ""
+                raise LabError(f"iperf3 server in {self.server} exited with"
+                               f" {server.returncode} before listening: {said.strip()}",
+                               "read the trial folder's lab.json and events.csv")
+            return listening(server.pid, PORT, "tcp")
+
+        timeouts.wait_for("iperf3 server listening", ready, timeouts.IPERF_SERVER_READY)
         s = self.settings
         argv = ["iperf3", "-c", addr, "-p", str(PORT), "-R", "--json",
                 "-t", f"{s.duration_s:g}", "-i", f"{INTERVAL_S:g}", "-b", s.rate,

@@ -27,8 +27,7 @@ def hold(lab: Lab, why: str) -> None:
     text = "\n".join([
         f"{why}: the lab stays up for inspection (--keep-failed-lab).",
         "enter a node's network namespace as root with:",
-        *(f"  nsenter -t {lab.pid(node)} -n   # {node} ({lab.topo.nodes[node].kind})"
-          for node in lab.topo.nodes),
+        *(_enter(lab, node) for node in lab.topo.nodes),
         f"the trial's files so far: {lab.workdir}",
     ])
     try:
@@ -50,3 +49,9 @@ def hold(lab: Lab, why: str) -> None:
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
     log.info("released: tearing the lab down")
+
+
+def _enter(lab: Lab, node: str) -> str:
+    if lab.topo.nodes[node].kind == "switch":  # the root namespace: nothing to enter
+        return f"  # {node}: switch {lab.node_name(node)} in the root namespace"
+    return f"  nsenter -t {lab.pid(node)} -n   # {node}"
