@@ -1,10 +1,11 @@
 """``--keep-failed-lab``: a failed trial's lab stays up until the user has looked at it.
 
 FRR's topotests pause on error and Mininet drops into its CLI; RedLab does the same
-between a failed trial and its teardown.  The daemons the run started die with it
-(parent-death signal), so the lab can only stay up while the run waits: it waits for
-Enter on the terminal, or for SIGUSR1 when it has none (a CI job, a pytest run started
-without one).  Ctrl-C still interrupts the run, and the teardown removes the lab.
+between a failed trial and its teardown.  What the run started dies with it (its
+reaper rolls the journal back: harness/reaper.py), so the lab can only stay up while
+the run waits: it waits for Enter on the terminal, or for SIGUSR1 when it has none (a
+CI job, a pytest run started without one).  Ctrl-C still interrupts the run, and the
+teardown removes the lab.
 """
 
 from __future__ import annotations
