@@ -19,7 +19,7 @@ PROCESS_EXIT = 5.0         # SIGTERM -> process gone, before SIGKILL
 BOND_MEMBERS_UP = 10.0     # bond enslaved -> every member reports carrier and an active member
 LINK_STATE = 5.0           # an injected link change is visible in the kernel
 IPERF_SERVER_READY = 15.0  # server started -> listening (CI, host loaded by two guests: > 5 s)
-IPERF_CONNECTED = 10.0     # iperf3 client started -> every stream up (SYN resent at 1, 3, 7 s)
+IPERF_CONNECTED = 20.0     # iperf3 client started -> every stream up (SYN resent 1, 3, 7, 15 s)
 PING_READY = 10.0          # topology up -> first end-to-end reply
 OVS_COMMAND = 10.0         # one ovs-vsctl/ovs-appctl request answered
 OVS_START = 60.0           # ovs-ctl start -> ovsdb-server and ovs-vswitchd running
@@ -27,7 +27,8 @@ LACP_NEGOTIATED = 20.0     # LAG up -> both sides synchronized, collecting, dist
 TRAFFIC_DRAIN = 15.0       # traffic duration elapsed -> tool has written its JSON
 KEEPALIVED_START = 10.0    # keepalived started -> its VRRP child has written its pid file
 VRRP_ELECTED = 10.0        # keepalived running -> one MASTER, settled (+ 3 x master down)
-MCLAG_ELECTED = 10.0       # MC-LAG agents started -> primary and secondary (+ 3 x peer timeout)
+MCLAG_ELECTED = 30.0       # MC-LAG agents launched -> elected (+ 3 x peer timeout); a starved
+                           # guest took 8 s to start one agent's Python (CI, 2026-12-01)
 SYSCTL = 5.0               # sysctl in a node -> done
 
 T = TypeVar("T")
