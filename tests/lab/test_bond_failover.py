@@ -68,8 +68,9 @@ def test_each_trial_says_where_its_wall_time_went(bond_run):
         phases = timing["phases_s"]
         for phase in ("wiring", "start bond", "traffic", "teardown", "analysis"):
             assert phases[phase] >= 0, phase
-        # the traffic phase is iperf3's 10 s (+ the phase offset, rounded), give or take
-        assert 9 <= phases["traffic"] <= 13, phases
+        # the traffic phase is iperf3's 10 s (the phase offset, under 0.1 s, rounds to
+        # 0), plus iperf3's own end on a busy guest
+        assert 9.5 <= phases["traffic"] <= 20, phases
         LAB_REPORT.append(f"bond-active-backup trial {trial} wall time {timing['total_s']} s:"
                           f" {phases}")
 
