@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from harness import timeouts
+from harness.errors import LabError
 from harness.journal import Journal
 from harness.lab.running import Lab
 from harness.measure import counters
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 
 PROBE_TAIL_S = 3.0  # the probe runs this much longer than iperf3's traffic
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
+PROBE_STEP_MARGIN_S = 0.5  # the probe must run at least this long after each step starts
 TIMING_FILE = "timing.json"  # where the trial's wall time went (measure.stopwatch)
 
 
@@ -132,8 +134,9 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         for tech in lab.techs:
             tech.before_traffic(events)
         clock.add("before traffic", time.monotonic() - prepared)
-        connecting = time.monotonic()
+        connecting, connecting_ns = time.monotonic(), time.time_ns()
         probe.start()
+        probe_ends = time.monotonic() + probe_settings.duration_s
         probe_members = {step.node: _probe_member(lab, step.node, traffic.probe_interval_ms)
                          for step in sc.steps if step.interface == "probe" and step.node}
         iperf.start()
@@ -150,6 +153,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         try:
             for step in sc.steps:
                 timeouts.sleep_until(iperf.started_ns + int(step.at_s * 1e9) + offset_ns)
+                _probe_still_running(probe_ends, step.at_s, iperf.started_ns - connecting_ns)
                 timeline.execute(step)
             iperf.finish()
             clock.add("traffic", time.monotonic() - flowing)
@@ -185,6 +189,18 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     clock.write(tdir / TIMING_FILE)
     log.debug("trial %d took %.1f s: %s", trial, time.monotonic() - started, clock.describe())
     return row
+
+
+def _probe_still_running(probe_ends: float, at_s: float, connect_ns: int) -> None:
+    """The probe runs for the traffic plus a tail, counted from its own start, which comes
+    before iperf3 connects: a connect slower than the tail (a starved guest) would leave
+    a failure with no probe to see it, and "nothing lost" would be a lie."""
+    if time.monotonic() > probe_ends - PROBE_STEP_MARGIN_S:
+        raise LabError(
+            f"the gap probe ends before the step at {at_s:g} s can be measured: iperf3"
+            f" took {connect_ns / 1e9:.1f} s to connect, longer than the probe's"
+            f" {PROBE_TAIL_S:g} s tail", "the machine is too slow for this trial now (read"
+            " timing.json of the earlier trials); rerun when it is less loaded")
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
