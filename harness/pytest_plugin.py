@@ -33,6 +33,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from harness.results import verdicts
+
 SHIPPED = Path(__file__).resolve().parents[1] / "scenarios"
 ROW_PROPERTIES = ("verdict", "verdict_failed", "within_prediction", "predicted_min_ms",
                   "predicted_max_ms", "recovered_before_restore", "lost_packets")
@@ -60,8 +62,7 @@ class RunSummary:
     def verdict(self) -> str:
         """pass or fail on the scenario's expect: block (and ``expect=``); "" without."""
         column = self.table.get("verdict", pd.Series(dtype=object)).fillna("")
-        found = [str(v) for v in column if str(v)]
-        return "" if not found else "fail" if "fail" in found else "pass"
+        return verdicts.run_verdict([str(v) for v in column])
 
     @property
     def failed(self) -> list[str]:
