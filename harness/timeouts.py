@@ -20,6 +20,9 @@ BOND_MEMBERS_UP = 10.0     # bond enslaved -> every member reports carrier and a
 LINK_STATE = 5.0           # an injected link change is visible in the kernel
 IPERF_SERVER_READY = 15.0  # server started -> listening (CI, host loaded by two guests: > 5 s)
 IPERF_CONNECTED = 20.0     # iperf3 client started -> every stream up (SYN resent 1, 3, 7, 15 s)
+# gap probe started -> iperf3 flowing: a probe that can be ended (redlab-probe) runs for
+# the traffic plus this ceiling and is ended after iperf3, however long iperf3 took to start
+PROBE_START = IPERF_SERVER_READY + IPERF_CONNECTED + 5.0
 PING_READY = 10.0          # topology up -> first end-to-end reply
 OVS_COMMAND = 10.0         # one ovs-vsctl/ovs-appctl request answered
 OVS_START = 60.0           # ovs-ctl start -> ovsdb-server and ovs-vswitchd running

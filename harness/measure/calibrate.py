@@ -10,6 +10,7 @@ that drift over the run does not bias one length.
 from __future__ import annotations
 
 import platform
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -123,10 +124,13 @@ def run_calibration(plan: CalibrationPlan, out: Path, run_id: str) -> pd.DataFra
 def _calibrate(plan: CalibrationPlan, out: Path, run_id: str, topo: Any) -> pd.DataFrame:
     with Journal(run_id) as journal, Lab(topo, run_id, journal) as lab:
         journal.record("run_folder", path=str(out))
-        settings = ProbeSettings(plan.interval_ms, plan.duration_s() + 0.5)
-        probe: GapProbeRun | ProbeRun = (
-            GapProbeRun(lab, "srv", "cli", settings, out) if plan.probe == "redlab-probe"
-            else ProbeRun(lab, "srv", "cli", settings, out / "irtt.json"))
+        kind: type[GapProbeRun] | type[ProbeRun] = (
+            GapProbeRun if plan.probe == "redlab-probe" else ProbeRun)
+        # ended after iperf3 when it can be (scenario.runner does the same)
+        settings = ProbeSettings(plan.interval_ms, plan.duration_s() + 0.5 + (
+            timeouts.PROBE_START if kind.ENDS_ON_REQUEST else 0.0))
+        probe: GapProbeRun | ProbeRun = kind(lab, "srv", "cli", settings,
+                                             out if kind is GapProbeRun else out / "irtt.json")
         iperf = IperfRun(lab, "srv", "cli", IperfSettings("tcp", plan.iperf_rate, 1,
                                                           plan.duration_s()),
                          out / "iperf3.json")
@@ -137,10 +141,17 @@ def _calibrate(plan: CalibrationPlan, out: Path, run_id: str, topo: Any) -> pd.D
                    t_ns=iperf.started_ns)
         injections = inject_outages(lab, plan, iperf.started_ns, events)
         intervals = iperf.finish()
-        packets = probe.finish_record().packets
+        if probe.ENDS_ON_REQUEST:
+            time.sleep(0.5)  # the last outage is long closed (spacing_s), so is its echo
+            probe.end_sending()
+        record = probe.finish_record()
         late = _lateness_by_seq(probe)
-    analysis = outages.analyse(packets, "round_trip")
+    analysis = outages.analyse_record(record, "round_trip")
     interval_ms = analysis.interval_ns / 1e6
+    sends = sorted(p.sent_ns for p in record.packets)
+    # what the sender achieved, first to last send (for redlab-probe the analysis takes
+    # its schedule's interval; a sender starved for longer than a few slots shows here)
+    achieved_pps = (len(sends) - 1) / ((sends[-1] - sends[0]) / 1e9)
     bound_ms = max(2.0, 2 * interval_ms)
     rows: list[dict[str, Any]] = []
     for inj in injections:
@@ -165,7 +176,7 @@ def _calibrate(plan: CalibrationPlan, out: Path, run_id: str, topo: Any) -> pd.D
             "reference_uncertainty_ms": round(inj.uncertainty_ms, 3),
             "sender_late_ms": _sender_late_ms(late, match),
             "lost_packets": match.lost if match is not None else 0,
-            "probe_rate_pps": round(1000 / interval_ms, 1),
+            "probe_rate_pps": round(achieved_pps, 1),
             "probe_interval_ms": round(interval_ms, 4),
             "iperf3_estimate_ms": round(stats.throughput_dip_ms(
                 intervals, inj.down_ns, inj.up_ns + int(plan.spacing_s * 1e9)), 1),

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import signal
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
@@ -142,6 +143,7 @@ def load_record(client_csv: Path, server_csv: Path, interval_ns: int) -> ProbeRe
         # no slot is ever skipped; count sends more than one interval late instead
         timer_misses=sum(1 for late in lateness_ns(client_csv) if late > interval_ns),
         asked_interval_ns=interval_ns,
+        scheduled=True,
     )
 
 
@@ -166,6 +168,7 @@ class GapProbeRun:
     """
 
     PORT = 2113
+    ENDS_ON_REQUEST = True  # settings.duration_s is a ceiling; end_sending() ends it
 
     def __init__(self, lab: Lab, server: str, client: str, settings: ProbeSettings,
                  out_dir: Path) -> None:
@@ -188,6 +191,13 @@ class GapProbeRun:
         self._client = self.lab.popen(self.client, client_argv(
             exe, addr, self.PORT, interval_ns, int(self.settings.duration_s * 1e9),
             self.client_csv, rt=True), stdout=subprocess.DEVNULL)
+
+    def end_sending(self) -> None:
+        """The traffic it watches is over: send no more, drain the echoes, write the log
+        (SIGUSR1), so the probe's end follows the traffic's, however late that came."""
+        assert self._client is not None
+        if self._client.poll() is None:
+            self._client.send_signal(signal.SIGUSR1)
 
     def finish_record(self) -> ProbeRecord:
         assert self._client is not None and self._server is not None

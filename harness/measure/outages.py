@@ -239,7 +239,7 @@ class ProbeAnalysis:
     direction: Direction
     sent: int
     lost: int
-    interval_ns: float           # median send spacing: irtt's timer may run slower than asked
+    interval_ns: float           # the schedule's, or irtt's median send spacing
     loss_gap_ms: float
     outages: tuple[Outage, ...]
     reordered: int
@@ -274,16 +274,18 @@ class ProbeAnalysis:
 
 def analyse(packets: Sequence[Packet], direction: Direction = "round_trip", *,
             merge_gap_packets: int = 0, infer_unknown: bool = True,
-            duplicates: int | None = None) -> ProbeAnalysis:
+            duplicates: int | None = None, interval_ns: float | None = None
+            ) -> ProbeAnalysis:
     """Everything the probe says about one leg.
 
     With ``infer_unknown`` irtt's "true" losses first take their run's direction
     (resolve_unknown); without it, or where a run is mixed, "true" counts as lost up and
-    is not sent down.  The interval is measured on the whole trace: it is the sender's.
+    is not sent down.  The interval is the sender's schedule when it keeps one
+    (``interval_ns``), else measured on the whole trace.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction must be one of {DIRECTIONS}, not {direction!r}")
-    interval = send_interval_ns(packets)
+    interval = interval_ns if interval_ns is not None else send_interval_ns(packets)
     trace = resolve_unknown(packets) if infer_unknown else sorted(packets, key=lambda p: p.seqno)
     sent = [p for p in trace if sent_in(p, direction)]
     lost = sum(1 for p in sent if not delivered_in(p, direction))
@@ -302,6 +304,9 @@ def analyse(packets: Sequence[Packet], direction: Direction = "round_trip", *,
 
 def analyse_record(record: ProbeRecord, direction: Direction = "round_trip", *,
                    merge_gap_packets: int = 0, infer_unknown: bool = True) -> ProbeAnalysis:
-    """analyse() on a parsed irtt run, carrying irtt's duplicate count on the round trip."""
+    """analyse() on a parsed probe run, carrying its duplicate count on the round trip,
+    and the interval it was asked for when it keeps a schedule (redlab-probe)."""
+    scheduled = record.asked_interval_ns if record.scheduled else None
     return analyse(record.packets, direction, merge_gap_packets=merge_gap_packets,
+                   interval_ns=scheduled,
                    infer_unknown=infer_unknown, duplicates=record.duplicates)

@@ -69,10 +69,18 @@ class ProbeRecord:
     server_packets_received: int = 0     # also counts duplicates
     timer_misses: int = 0                # send slots irtt skipped because its timer was late
     asked_interval_ns: int | None = None
+    # sends follow t0 + seq x asked_interval_ns, late ones at once (redlab-probe): the
+    # send interval is the asked one, whatever a starved sender's spacing looked like
+    scheduled: bool = False
 
 
 class ProbeRun:
     """irtt server on ``server``, client on ``client``; round trips cross the path twice."""
+
+    ENDS_ON_REQUEST = False  # irtt runs for settings.duration_s, counted from its start
+
+    def end_sending(self) -> None:
+        """irtt has no way to end early and keep its results: it runs its duration."""
 
     def __init__(self, lab: Lab, server: str, client: str, settings: ProbeSettings,
                  out_json: Path) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import platform
 import random
@@ -44,7 +45,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROBE_TAIL_S = 3.0  # the probe runs this much longer than iperf3's traffic
+PROBE_TAIL_S = 1.5  # redlab-probe is ended this long after iperf3's traffic
+IRTT_TAIL_S = 3.0  # irtt runs for the traffic plus this, from before iperf3 connects
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
 PROBE_STEP_MARGIN_S = 0.5  # the probe must run at least this long after each step starts
 TIMING_FILE = "timing.json"  # where the trial's wall time went (measure.stopwatch)
@@ -116,16 +118,19 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         watchers = [w for tech in lab.techs for w in tech.watchers(events)]
         facts["phase"] = phase([type(t) for t in lab.techs], lab.topo, sc)
         offset_ns = int(facts["phase"]["offset_ms"] * 1e6)
-        # the traffic runs longer by the offset, to the nearest second (iperf3's -t is
-        # whole seconds): the last step keeps the tail the scenario gave it, +-0.5 s
-        duration_s = traffic.duration_s + round(facts["phase"]["offset_ms"] / 1000)
-        # The probe starts before iperf3 (which takes 1-2 s to connect inside UML) and
-        # must outlast it, or an outage at the very end would never close.
-        probe_settings = ProbeSettings(traffic.probe_interval_ms, duration_s + PROBE_TAIL_S)
-        probe: GapProbeRun | ProbeRun = (
-            GapProbeRun(lab, traffic.server, traffic.client, probe_settings, tdir)
-            if traffic.probe == "redlab-probe" else
-            ProbeRun(lab, traffic.server, traffic.client, probe_settings, tdir / "irtt.json"))
+        # the traffic runs longer by the offset, rounded up to a second (iperf3's -t is
+        # whole seconds): the last step keeps at least the tail the scenario gave it
+        duration_s = traffic.duration_s + math.ceil(facts["phase"]["offset_ms"] / 1000)
+        # The probe starts before iperf3 (which takes 1-2 s to connect inside UML, and
+        # far longer in a starved guest) and must outlast it, or an outage at the very
+        # end would never close: redlab-probe is ended after iperf3, irtt cannot be.
+        kind: type[GapProbeRun] | type[ProbeRun] = (
+            GapProbeRun if traffic.probe == "redlab-probe" else ProbeRun)
+        tail_s = PROBE_TAIL_S + timeouts.PROBE_START if kind.ENDS_ON_REQUEST else IRTT_TAIL_S
+        probe_settings = ProbeSettings(traffic.probe_interval_ms, duration_s + tail_s)
+        probe: GapProbeRun | ProbeRun = kind(
+            lab, traffic.server, traffic.client, probe_settings,
+            tdir if kind is GapProbeRun else tdir / "irtt.json")
         iperf = IperfRun(lab, traffic.server, traffic.client,
                          IperfSettings(traffic.protocol, traffic.rate, traffic.parallel,
                                        duration_s), tdir / "iperf3.json")
@@ -153,7 +158,8 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         try:
             for step in sc.steps:
                 timeouts.sleep_until(iperf.started_ns + int(step.at_s * 1e9) + offset_ns)
-                _probe_still_running(probe_ends, step.at_s, iperf.started_ns - connecting_ns)
+                _probe_still_running(probe_ends, step.at_s, iperf.started_ns - connecting_ns,
+                                     tail_s)
                 timeline.execute(step)
             iperf.finish()
             clock.add("traffic", time.monotonic() - flowing)
@@ -161,6 +167,9 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
             if iperf.problem:  # the throughput is incomplete; the probe's figures stand
                 events.add("iperf3_unfinished", traffic.client, iperf.problem)
                 facts["iperf3"] = iperf.problem
+            if probe.ENDS_ON_REQUEST:
+                time.sleep(PROBE_TAIL_S)
+                probe.end_sending()
             probe.finish_record()
             counters.write(tdir / "members.csv", [
                 r for g in aggregates for r in counters.difference(
@@ -191,16 +200,18 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     return row
 
 
-def _probe_still_running(probe_ends: float, at_s: float, connect_ns: int) -> None:
+def _probe_still_running(probe_ends: float, at_s: float, connect_ns: int,
+                         tail_s: float) -> None:
     """The probe runs for the traffic plus a tail, counted from its own start, which comes
-    before iperf3 connects: a connect slower than the tail (a starved guest) would leave
-    a failure with no probe to see it, and "nothing lost" would be a lie."""
+    before iperf3 connects: a connect slower than the tail (irtt's 3 s; a starved guest)
+    would leave a failure with no probe to see it, and "nothing lost" would be a lie."""
     if time.monotonic() > probe_ends - PROBE_STEP_MARGIN_S:
         raise LabError(
             f"the gap probe ends before the step at {at_s:g} s can be measured: iperf3"
             f" took {connect_ns / 1e9:.1f} s to connect, longer than the probe's"
-            f" {PROBE_TAIL_S:g} s tail", "the machine is too slow for this trial now (read"
-            " timing.json of the earlier trials); rerun when it is less loaded")
+            f" {tail_s:g} s tail", "the machine is too slow for this trial now (read"
+            " timing.json of the earlier trials); rerun when it is less loaded, or use"
+            " traffic.probe: redlab-probe, which is ended after iperf3")
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:

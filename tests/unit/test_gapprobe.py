@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 import socket
-import statistics
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -94,9 +95,11 @@ def test_constant_rate_on_loopback(binary, loopback_server, tmp_path, rate_pps, 
           f" max {max(spacing)} ns; lateness p50 {pct(late, 0.5)} ns p99 {pct(late, 0.99)} ns"
           f" max {max(late)} ns; rtt p50 {pct(rtts, 0.5)} ns p99 {pct(rtts, 0.99)} ns;"
           f" span {(sends[-1] - sends[0]) / 1e6:.3f} ms")
-    assert abs(statistics.median(spacing) - interval) <= 0.05 * interval
-    # The schedule is absolute: each send is its due time plus its logged lateness, and
-    # the due times span exactly (n - 1) intervals (a late send is never a skipped slot).
+    # The spacing is printed, not asserted: a sender woken late sends its late slots at
+    # once, so on a loaded host the median spacing is a catch-up burst's (36 us at 100 us
+    # asked, seen in CI). The schedule is absolute: each send is its due time plus its
+    # logged lateness, and the due times span exactly (n - 1) intervals (a late send is
+    # never a skipped slot).
     by_seq = sorted(packets, key=lambda p: p.seqno)
     due_span = (by_seq[-1].sent_ns - late[-1]) - (by_seq[0].sent_ns - late[0])
     assert abs(due_span - (n - 1) * interval) < 1_000_000
@@ -126,9 +129,31 @@ def test_send_errors_do_not_stop_the_client(binary, tmp_path):
     assert [p.seqno for p in packets] == list(range(100))
     assert all(p.lost == "true" for p in packets)
     assert gapprobe.send_errors(client_log) == dict.fromkeys(range(100), errno.ENETUNREACH)
-    sends = [p.sent_ns for p in packets]
-    assert abs(statistics.median(b - a for a, b in zip(sends, sends[1:], strict=False))
-               - 1_000_000) < 50_000
+    # the schedule kept through every failed send (due times, not wake-ups: see above)
+    late = gapprobe.lateness_ns(client_log)
+    due_span = (packets[-1].sent_ns - late[-1]) - (packets[0].sent_ns - late[0])
+    assert abs(due_span - 99 * 1_000_000) < 1_000_000
+
+
+def test_sigusr1_ends_the_sending_early_and_still_drains_and_logs(binary, loopback_server,
+                                                                  tmp_path):
+    """The runner gives the probe a ceiling and ends it after iperf3 with SIGUSR1: the
+    client stops sending, waits for the echoes in flight and writes its log, so its last
+    packets are not counted lost (SIGTERM would not wait for them)."""
+    port, server_log, server = loopback_server
+    client_log = tmp_path / "client.csv"
+    client = subprocess.Popen(gapprobe.client_argv(binary, "127.0.0.1", port, 1_000_000,
+                                                   60_000_000_000, client_log),
+                              stderr=subprocess.PIPE)
+    time.sleep(0.3)   # some sends first; how many does not matter
+    client.send_signal(signal.SIGUSR1)
+    _, err = client.communicate(timeout=10)
+    assert client.returncode == 0, err
+    stop(server)
+    packets = gapprobe.parse(client_log, server_log)
+    assert 0 < len(packets) < 60_000, len(packets)   # ended long before its 60 s ceiling
+    assert [p.seqno for p in packets] == list(range(len(packets)))
+    assert all(p.lost == "false" for p in packets), "the drain was skipped"
 
 
 def test_client_ignores_a_missing_server(binary, tmp_path):

@@ -7,6 +7,9 @@
  * dies on send errors and its runtime spins under SCHED_FIFO.  Here the sender sleeps to
  * an absolute schedule t0 + seq * interval and, when late, sends at once without skipping
  * a seq, so every seq 0..N-1 is sent exactly once whatever comes back.
+ * DURATION_NS is a ceiling: SIGUSR1 ends the sending early (the traffic it watches is
+ * over) and the client still drains the last echoes and writes its log; SIGTERM and
+ * SIGINT stop at once and write the log.
  *
  * All stamps are CLOCK_REALTIME ns (kernel receive stamps via SO_TIMESTAMPNS), the clock
  * the harness stamps its events with (time.time_ns()).  Logs are kept in memory and
@@ -46,6 +49,8 @@ struct pkt {
 _Static_assert(sizeof(struct pkt) == PKT_LEN, "packet must be 64 bytes");
 
 static volatile sig_atomic_t stop;
+/* SIGUSR1 (client): the traffic is over, send no more and drain as after the last seq. */
+static volatile sig_atomic_t finish;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
 static int64_t now_ns(clockid_t c) {
@@ -190,7 +195,7 @@ static void *sender(void *arg) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int64_t base = (int64_t)t0.tv_sec * 1000000000LL + t0.tv_nsec;
     int64_t seq;
-    for (seq = 0; seq < c->n && !stop; seq++) {
+    for (seq = 0; seq < c->n && !stop && !finish; seq++) {
         int64_t due = base + seq * c->interval;
         struct timespec ts = { due / 1000000000LL, due % 1000000000LL };
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR && !stop)
@@ -263,13 +268,17 @@ static int run_client(char **av) {
     /* Signals go to main only (sigtimedwait below); the workers never see EINTR storms. */
     sigset_t set;
     sigemptyset(&set); sigaddset(&set, SIGTERM); sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGUSR1);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     pthread_t ts, tr;
     if (pthread_create(&tr, NULL, receiver, &c) || pthread_create(&ts, NULL, sender, &c))
         die("pthread_create");
     struct timespec tick = { 0, 20000000 };
-    while (!c.sender_done)
-        if (sigtimedwait(&set, NULL, &tick) > 0) stop = 1; /* stop early, keep the log */
+    while (!c.sender_done) {
+        int sig = sigtimedwait(&set, NULL, &tick);
+        if (sig == SIGUSR1) finish = 1;   /* end of traffic: the drain below still runs */
+        else if (sig > 0) stop = 1;       /* stop early, keep the log */
+    }
     pthread_join(ts, NULL);
     /* Drain: echoes of the last packets are still in flight. */
     int64_t drain = 3 * c.max_rtt;
