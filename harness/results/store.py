@@ -30,6 +30,7 @@ SUMMARY_COLUMNS = [
     "lost_down", "probe_packets", "probe_interval_ms", "duplicates", "reordered",
     "throughput_before_mbps", "throughput_during_mbps", "throughput_after_mbps",
     "recovery_90_ms", "active_before", "active_after", "failover_detected_ms",
+    "failover_detected_uncertainty_ms",
     "probe_sends_in_failover", "recovered_before_restore", "bring_up_s", "phase_period_ms",
     "phase_offset_ms",
 ]

@@ -67,7 +67,10 @@ def test_the_bond_fails_over_to_eth1_on_its_mii_check(two_switches):
     # (primary_reselect=failure)
     assert [c["detail"] for c in changes] == ["eth0 -> eth1"]
     assert float(changes[0]["t_s"]) >= down_s
-    assert 0 <= float(row["failover_detected_ms"]) < BOUND_MS
+    # the switch lies within the watcher's bracket (see test_bond_failover)
+    assert float(row["failover_detected_ms"]) >= 0
+    assert float(row["failover_detected_ms"]) \
+        - float(row["failover_detected_uncertainty_ms"]) < BOUND_MS
     assert row["active_after"] == "srv:eth1"
     # the kernel's own record: eth0 failed once, eth1 never
     info = json.loads((two_switches / "trial-001" / "bonds.json").read_text())["srv"]

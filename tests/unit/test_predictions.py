@@ -354,3 +354,22 @@ def test_lab_json_records_where_bond_and_lag_members_are_cabled():
     switches = OvsSwitches(lab)  # type: ignore[arg-type]
     assert switches.state()["lag_cabling"] == {"sw:lag0": {"p1": "srv:eth0",
                                                            "p2": "srv:eth1"}}
+
+
+# -- the bond watcher's bracket ------------------------------------------------------------
+def test_the_switch_over_is_bracketed_by_the_watchers_last_two_reads(tmp_path):
+    """Seen switched 120 ms after the cut by a read that came 80 ms after the one that
+    still saw eth0 (a starved watcher): the switch lies 40 to 120 ms after the cut."""
+    seen_ns = CUT_NS + 120 * MS
+    facts = {"bond": {**BOND_FACTS["bond"],
+                      "active_changes_seen": [[seen_ns, seen_ns - 80 * MS]]}}
+    row = row_of(tmp_path, lab=bond(), facts=facts,
+                 events=[(120, "bond_active_changed", "srv", "eth0 -> eth1")])
+    assert (row["failover_detected_ms"], row["failover_detected_uncertainty_ms"]) == (120, 80)
+
+
+def test_a_run_without_the_bracket_on_record_leaves_its_width_unknown(tmp_path):
+    row = row_of(tmp_path, lab=bond(), facts=BOND_FACTS,
+                 events=[(120, "bond_active_changed", "srv", "eth0 -> eth1")])
+    assert row["failover_detected_ms"] == 120
+    assert math.isnan(row["failover_detected_uncertainty_ms"])

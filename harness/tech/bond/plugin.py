@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,7 +92,8 @@ class Bonds(Technology):
         (trial_dir / "bonds.json").write_text(json.dumps(
             {n: state.as_dict() for n, state in final.items()}, indent=2))
         return {"active_before": {w.node: w.first.active for w in self._watchers},
-                "active_after": {n: s.active_member for n, s in final.items()}}
+                "active_after": {n: s.active_member for n, s in final.items()},
+                "active_changes_seen": [b for w in self._watchers for b in w.brackets]}
 
     @staticmethod
     def columns(trial: TrialRecord, row: Mapping[str, Any]) -> Mapping[str, Any]:
@@ -117,6 +119,10 @@ class Bonds(Technology):
             "active_after": ";".join(f"{k}:{v}" for k, v in facts["active_after"].items()),
             "failover_detected_ms": (round((changed["t_ns"] - cut_ns) / 1e6, 3)  # type: ignore[index]
                                      if switched else math.nan),
+            # how much earlier the switch may have come: the watcher last saw the old
+            # member that long before (its 5 ms poll, or longer when starved of CPU)
+            "failover_detected_uncertainty_ms": (
+                _uncertainty_ms(facts, changed["t_ns"]) if switched else math.nan),  # type: ignore[index]
             # 802.3ad: failure -> the bond stopped distributing on a member (LACP timeout)
             "lacp_member_left_ms": (round((left["t_ns"] - cut_ns) / 1e6, 3) if left
                                     else math.nan),
@@ -157,7 +163,11 @@ class BondWatcher(Watcher):
         # 802.3ad: a member back from a link failure counts only once LACP has
         # negotiated it again (see Membership)
         self._membership = Membership()
+        self.read_ns = time.time_ns()   # when the read behind self.view began
         self.first = self.view = self._read()
+        # per active-member change: (its event's stamp, when the read that still saw the
+        # old member began). The change lies between the two; a starved poll widens it.
+        self.brackets: list[tuple[int, int]] = []
 
     def _read(self) -> BondView:
         """Cheap enough to call every few ms (see status.status_text)."""
@@ -168,14 +178,24 @@ class BondWatcher(Watcher):
         return BondView(status.active_member_in(text), members)
 
     def poll(self) -> None:
+        began = time.time_ns()
         view = self._read()
         if view.active != self.view.active:
+            seen = time.time_ns()
             self.events.add("bond_active_changed", self.node,
-                            f"{self.view.active} -> {view.active}")
+                            f"{self.view.active} -> {view.active}", t_ns=seen)
+            self.brackets.append((seen, self.read_ns))
+        self.read_ns = began
         if view.distributing != self.view.distributing:
             self.events.add("lacp_members_changed", self.node,
                             f"{_names(self.view.distributing)} -> {_names(view.distributing)}")
         self.view = view
+
+
+def _uncertainty_ms(facts: Mapping[str, Any], t_ns: int) -> float:
+    """The width of the bracket the watcher recorded for the change stamped ``t_ns``."""
+    since = next((s for t, s in facts.get("active_changes_seen", []) if t == t_ns), None)
+    return round((t_ns - since) / 1e6, 3) if since is not None else math.nan
 
 
 def _names(members: frozenset[str] | None) -> str:
