@@ -41,7 +41,9 @@ def transitions(events: Iterable[Mapping[str, Any]]) -> list[tuple[int, str, str
                 found.append((int(e["t_ns"]), str(e["node"]), state))
     found += [(int(e["t_ns"]), str(e["node"]), "DOWN") for e in events
               if e["kind"] in SILENT_DEATHS and str(e["node"]) in routers]
-    return sorted(found)
+    # by time alone: notices read together share one stamp and keep keepalived's order
+    # (a flap read as MASTER then BACKUP must not end as MASTER)
+    return sorted(found, key=lambda change: change[0])
 
 
 def states_at(changes: list[tuple[int, str, str]], t_ns: int) -> dict[str, str]:

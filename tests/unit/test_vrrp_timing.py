@@ -93,6 +93,18 @@ def test_split_brain_lasts_until_the_second_master_steps_down():
     assert row["vrrp_master_after"] == "r1"
 
 
+def test_notices_read_together_keep_keepalived_s_order():
+    """A starved backup flapped before the traffic (seen in UML on a loaded host): its
+    MASTER and BACKUP lines came in one read and share a stamp. It ended BACKUP, so r1
+    alone was master before the failure (sorting the states by name said r1+r2)."""
+    flap = [*ELECTED, event(-5, "vrrp_state", "r2", "MASTER 100"),
+            event(-5, "vrrp_state", "r2", "BACKUP 100")]
+    assert vrrp_timing.states_at(vrrp_timing.transitions(flap), T0)["r2"] == "BACKUP"
+    row = columns([*flap, event(3000, "device_down", "r1"),
+                   event(3290, "vrrp_state", "r2", "MASTER 100")])
+    assert row["vrrp_master_before"] == "r1" and row["vrrp_new_master"] == "r2"
+
+
 def test_priority_notices_are_not_state_changes():
     changes = vrrp_timing.transitions([*ELECTED,
                                        event(5, "vrrp_state", "r1", "MASTER_PRIORITY 150")])
