@@ -26,6 +26,10 @@ SLACK_MS = 150  # UML shares one CPU: the MII monitor's timer may run late
 # has run up to 0.4 s late, so the mechanism is asserted, not the figure: well under 1 s.
 LEFT_WITHIN_MS = 1000
 NO_SYSTEM = "00:00:00:00:00:00"
+# A flow left on a dead member sends nothing until the cut heals; one that moved keeps its
+# 5 Mbit/s, unless the host starves the guest (a whole CI run of it has been seen). So
+# the mechanism is asserted with room for a starved guest: a moved flow keeps a quarter.
+MOVED = 0.25
 # one end of a row of lacp.check.verdict's table: member, aggregator, actor, partner states,
 # partner system/key/port
 END = re.compile(r"^(?P<member>\S+)\s+agg (?P<agg>\d+|-)(?P<down>, mii down)?\s+"
@@ -122,7 +126,7 @@ def test_traffic_survives_the_member_cut(bond_pair):
     restore_s = float(trial_events(bond_pair, "restore")[0]["t_s"])
     rates = stream_rates(bond_pair, cut_s, restore_s)
     ahead, during = sum(a for a, _ in rates), sum(d for _, d in rates)
-    assert ahead > 1 and during > 0.5 * ahead, (ahead, during)
+    assert ahead > 1 and during > MOVED * ahead, (ahead, during)
     # Each end took the member out of its transmit set on the kernel's link event, not
     # at its MII check (see the scenario): the probe's flow loses a few ms if it was
     # hashed onto eth0, and nothing (0 ms, not a blank) otherwise.
@@ -141,7 +145,7 @@ def test_flows_on_the_cut_member_move_to_the_other(bond_pair):
     cut_s = float(trial_events(bond_pair, "cut")[0]["t_s"])
     restore_s = float(trial_events(bond_pair, "restore")[0]["t_s"])
     for stream, (ahead, during) in enumerate(stream_rates(bond_pair, cut_s, restore_s)):
-        assert during > 0.5 * ahead, f"stream {stream}: {ahead:.2f} -> {during:.2f} Mbit/s"
+        assert during > MOVED * ahead, f"stream {stream}: {ahead:.2f} -> {during:.2f} Mbit/s"
 
 
 def stream_rates(out: Path, cut_s: float, restore_s: float) -> list[tuple[float, float]]:
