@@ -26,8 +26,12 @@ def _fail(exc: RedLabError) -> NoReturn:
 
 
 def _setup(verbose: bool) -> None:
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+    logging.basicConfig(level=logging.INFO,
                         format="%(asctime)s %(levelname)s %(message)s", datefmt="%H:%M:%S")
+    # -v is RedLab's own detail (where a trial's time went, each lab step), not that of
+    # every library it uses (matplotlib's font search alone is hundreds of lines)
+    for ours in ("harness", "redlab"):
+        logging.getLogger(ours).setLevel(logging.DEBUG if verbose else logging.INFO)
 
     # SIGTERM unwinds like Ctrl-C, so every finally: and journal rollback runs. Only in
     # this process: pyroute2 forks helpers (to open sockets in other namespaces) and stops
