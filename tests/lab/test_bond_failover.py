@@ -130,13 +130,16 @@ def test_traffic_resumes_after_the_failover(bond_run):
 def test_the_bond_switches_over_within_miimon_plus_100ms(bond_run):
     """The watcher saw the new member at failover_detected_ms and the old one last
     failover_detected_uncertainty_ms before (5 ms apart, or more when the watcher was
-    starved of CPU): the switch lies in that bracket, which must reach the bound."""
+    starved of CPU), counted from the middle of the call that cut the cable, and the
+    kernel may have cut it anywhere in that call (622 ms long once, in a starved guest).
+    The earliest the switch can have come, after the latest the cut can have come, must
+    be within the bound."""
     for row in rows(bond_run):
         half_call_ms = call_ns(bond_run, int(row["trial"])) / 2e6
         seen, width = float(row["failover_detected_ms"]), \
             float(row["failover_detected_uncertainty_ms"])
         assert width >= 0 and -half_call_ms <= seen, row
-        assert seen - width < MIIMON + 100, row
+        assert seen - width - half_call_ms < MIIMON + 100, row
 
 
 def test_failover_gap_is_positive_and_below_miimon_plus_100ms(bond_run):

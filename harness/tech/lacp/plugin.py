@@ -43,11 +43,13 @@ class LacpNegotiation(Technology):
     def start(self) -> None:
         topo = self.lab.topo
         for bundle in bundles(topo):
-            # one LACPDU lost (a busy guest) is repaired by the next periodic one: 30 s
-            # away where an end runs lacp_rate slow, so the wait covers one such period
+            # a LACPDU lost (a busy guest) is repaired by the next periodic one: 30 s
+            # away where an end runs lacp_rate slow, so the wait covers two such periods
+            # (a passive Open vSwitch end heard nothing from its active slow partner for
+            # 50 s once, in CI)
             period_s = max(tx_period_s(topo, agg) for agg in (bundle.near, *bundle.far))
             verdict = check.wait_negotiated(lambda b=bundle: self.read_bundle(b),
-                                            timeouts.LACP_NEGOTIATED + period_s,
+                                            timeouts.LACP_NEGOTIATED + 2 * period_s,
                                             links=self._linked(bundle),
                                             give_up=check.hopeless)
             self.tables[bundle.key] = verdict.table
