@@ -300,8 +300,9 @@ def probe() -> None:
     typer.echo(f"{'uml':12} {'yes' if uml_available() else 'no'}")
 
 
-# the commands that read stored results (plot, summarize, verdict, compare, report)
-from harness import cli_results  # noqa: E402,F401  (registers them on app)
+# registered on app: the commands that read stored results (plot, summarize, verdict,
+# compare, report), and redlab audit
+from harness import cli_audit, cli_results  # noqa: E402,F401
 
 
 def main() -> None:

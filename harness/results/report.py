@@ -332,7 +332,26 @@ def render(folder: Path, runs: list[Run], out: Path, calibration: Path | None = 
         gap_plots=gap_plots(runs),
         cdf=_uri(figures.png(figures.cdf_figure(
             {label(r, runs): r.values(GAP) for r in measured}))),
-        capacity=_capacity(measured, runs), cards=trial_cards(runs, out), environment=env)
+        capacity=_capacity(measured, runs), cards=trial_cards(runs, out), environment=env,
+        audit=_audit(folder))
+
+
+AUDIT_COLUMNS = ("units", "predicted", "measured", "gap_ms", "capacity_pct", "verdict",
+                 "note")
+
+
+def _audit(folder: Path) -> dict[str, Any] | None:
+    """An audit folder's table (audit.csv) and drawing (audit.png), as redlab audit
+    wrote them; None for a run or a suite."""
+    table = folder / "audit.csv"
+    if not table.is_file():
+        return None
+    frame = pd.read_csv(table, keep_default_na=False)
+    picture = folder / "audit.png"
+    return {"rows": [{c: _text(r.get(c, "")) for c in AUDIT_COLUMNS}
+                     for r in frame.to_dict("records")],
+            "columns": AUDIT_COLUMNS,
+            "picture": _uri(picture.read_bytes()) if picture.is_file() else None}
 
 
 def _capacity(measured: list[Run], runs: list[Run]) -> str | None:

@@ -90,6 +90,9 @@ class Technology:
     """One redundancy mechanism in a running lab. Every hook has a do-nothing default."""
 
     name: ClassVar[str]
+    # the kernel features (harness.lab.capabilities) a lab with this technology needs
+    # beyond every lab's, as a scenario's requires: names them
+    kernel_features: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, lab: Lab) -> None:
         self.lab = lab

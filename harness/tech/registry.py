@@ -37,3 +37,9 @@ def declared_daemons(topo: Topology) -> dict[str, list[str]]:
         for node, names in tech.declared_daemons(topo).items():
             found.setdefault(node, []).extend(names)
     return found
+
+
+def kernel_features(topo: Topology) -> list[str]:
+    """The kernel features a lab of ``topo`` needs beyond every lab's, in a stable order."""
+    return list(dict.fromkeys(f for tech in technologies_for(topo)
+                              for f in tech.kernel_features))

@@ -38,6 +38,7 @@ class Bonds(Technology):
     """Every Linux kernel bond of the topology."""
 
     name = "bond"
+    kernel_features = ("bonding",)
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)

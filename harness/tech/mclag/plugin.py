@@ -50,6 +50,7 @@ class McLag(Technology):
     """The MC-LAG pair of the topology: bridges, control-plane agents, events."""
 
     name = "mclag"
+    kernel_features = ("bonding", "flower")
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)

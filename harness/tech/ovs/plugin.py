@@ -30,6 +30,7 @@ class OvsSwitches(Technology):
     """Every Open vSwitch bridge of the topology, with its LAGs."""
 
     name = "ovs"
+    kernel_features = ("openvswitch",)
 
     def __init__(self, lab: Lab) -> None:
         super().__init__(lab)
