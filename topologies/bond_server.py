@@ -23,14 +23,14 @@ from __future__ import annotations
 
 from pydantic import Field, SerializerFunctionWrapHandler, model_serializer
 
-from harness.tech.bond.params import BondParams
+from harness.tech.bond.windows import WindowsTeamParams
 from harness.topology.model import Topology
 
 SUBNET = "198.51.100"  # TEST-NET-2: documentation addresses, never routed
 MEMBERS = ["eth0", "eth1"]
 
 
-class Params(BondParams):
+class Params(WindowsTeamParams):
     """Every kernel bond option, under its kernel name; values and limits are the kernel's
     (harness.tech.bond.options); bond_mode is the bond's "mode", any of the seven."""
 
@@ -46,6 +46,7 @@ class Params(BondParams):
     fail_over_mac: str | None = None     # whose MAC address the bond shows
     lacp_rate: str | None = None         # how often the partner sends LACPDUs (802.3ad)
     xmit_hash_policy: str | None = None  # how flows spread over the members
+    tlb_dynamic_lb: int | None = None    # balance-tlb/-alb: 1 by load, 0 by the hash
     min_links: int | None = Field(None, description="members up before carrier")
     ad_select: str | None = None         # which aggregator is used (802.3ad)
     ad_actor_system: str | None = None   # the LACP system id sent (802.3ad; MC-LAG)
@@ -64,7 +65,7 @@ def build(p: Params) -> Topology:
     t.add_link(cli, "eth0", sw, "p0")
     t.add_link(srv, "eth0", sw, "p1")
     t.add_link(srv, "eth1", sw, "p2")
-    t.add_bond(srv, "bond0", MEMBERS, **p.bond_options())
+    t.add_bond(srv, "bond0", MEMBERS, **p.bond_options(MEMBERS))
     t.add_address(cli, "eth0", f"{SUBNET}.1/24")
     t.add_address(srv, "bond0", f"{SUBNET}.2/24")
     return t

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from harness.tech.bond.params import BondParams
+from harness.tech.bond.windows import WindowsTeamParams
 from harness.tech.ovs.bridge import DetectMode, LacpMode, LacpTime, LagMode
 from harness.topology.model import Topology
 
 SUBNET = "198.51.100"  # TEST-NET-2: documentation addresses, never routed
 
 
-class Params(BondParams):
+class Params(WindowsTeamParams):
     # The bond modes this topology runs against the switch's LAG.
     supported_modes = ("802.3ad", "balance-xor", "active-backup")
 
@@ -58,9 +58,9 @@ def build(p: Params) -> Topology:
         t.add_link(srv, f"eth{i}", sw, f"p{i + 1}", rate_mbit=p.member_rate_mbit)
         members.append(f"eth{i}")
         ports.append(f"p{i + 1}")
-    bond = p.bond_options()
-    if p.bond_mode != "802.3ad":
-        del bond["lacp_rate"]  # the kernel takes it in 802.3ad only
+    bond = p.bond_options(members)
+    if bond["mode"] != "802.3ad":
+        bond.pop("lacp_rate", None)  # the kernel takes it in 802.3ad only
     t.add_bond(srv, "bond0", members, **bond)
     t.add_lag(sw, "lag0", ports, bond_mode=p.switch_bond_mode, lacp=p.switch_lacp,
               lacp_time=p.switch_lacp_time, bond_detect_mode=p.bond_detect_mode)

@@ -35,7 +35,7 @@ from typing import Literal
 from pydantic import Field, ValidationError, model_validator
 
 from harness.tech.bond.options import unicast_mac
-from harness.tech.bond.params import BondParams
+from harness.tech.bond.windows import WindowsTeamParams
 from harness.tech.mclag.options import (
     DualActivePolicy,
     Leaf,
@@ -51,7 +51,7 @@ LEAVES = ("leaf1", "leaf2")
 DUAL_HOMED = {"srv": ("po1", "p1"), "cli": ("po2", "p2")}
 
 
-class Params(BondParams):
+class Params(WindowsTeamParams):
     # the dual-homed servers' bonds speak LACP to the pair
     supported_modes = ("802.3ad",)
 
@@ -106,7 +106,7 @@ def build(p: Params) -> Topology:
     for server, (_, port) in DUAL_HOMED.items():
         for i, leaf in enumerate(LEAVES):
             t.add_link(server, f"eth{i}", leaf, port, rate_mbit=p.member_rate_mbit)
-        t.add_bond(server, "bond0", ["eth0", "eth1"], **p.bond_options())
+        t.add_bond(server, "bond0", ["eth0", "eth1"], **p.bond_options(["eth0", "eth1"]))
     leaves = []
     for i, leaf in enumerate(LEAVES):
         system_id = (p.leaf2_system_id if leaf == "leaf2" and p.leaf2_system_id

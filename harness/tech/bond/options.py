@@ -93,6 +93,10 @@ OPTIONS: dict[str, Option] = {
                                ("layer2", "layer3+4", "layer2+3", "encap2+3", "encap3+4",
                                 "vlan+srcmac")),
     "min_links": Option("IFLA_BOND_MIN_LINKS", "count"),
+    # balance-tlb (and -alb): 1 rebalances flows by load, 0 hashes them by
+    # xmit_hash_policy (Windows' Dynamic and Address Hash: harness.tech.bond.windows)
+    "tlb_dynamic_lb": Option("IFLA_BOND_TLB_DYNAMIC_LB", "count",
+                             modes=("balance-tlb", "balance-alb"), span=(0, 1)),
     "lacp_rate": Option("IFLA_BOND_AD_LACP_RATE", "enum", ("slow", "fast"), ("802.3ad",)),
     "ad_select": Option("IFLA_BOND_AD_SELECT", "enum", ("stable", "bandwidth", "count"),
                         ("802.3ad",), refused_elsewhere=False),

@@ -17,6 +17,7 @@ declares it (``Topology.add_bond``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
@@ -79,9 +80,10 @@ class BondParams(BaseModel):
             self.miimon = 0  # type: ignore[attr-defined]
         return self
 
-    def bond_options(self) -> dict[str, Any]:
+    def bond_options(self, members: Sequence[str] = ()) -> dict[str, Any]:
         """The bond's options as ``Topology.add_bond`` takes them: ``mode`` and every kernel
-        option among these parameters that is set (None: the kernel's default stands)."""
+        option among these parameters that is set (None: the kernel's default stands).
+        ``members``: the bond's, for a subclass that derives options from them."""
         asked = {key: getattr(self, key) for key in OPTIONS if key in type(self).model_fields}
         mode = getattr(self, "bond_mode", None)
         return {**({"mode": mode} if mode is not None else {}),
