@@ -54,6 +54,10 @@ from harness.tech.mclag.heartbeat import (
 log = logging.getLogger("redlab.mclag.agent")
 
 HALF_POLL_NS = 50_000_000  # the bonds' LACP state, read this often besides notifications
+# the bridge's FDB is read when a notification says it changed, and this often besides
+# (a safety net): a dump at every heartbeat (10 per second at heartbeat_ms 100) took
+# a quarter of a User-mode Linux guest's one CPU, at real-time priority
+FDB_RESYNC_NS = 1_000_000_000
 AGENT_RT_PRIORITY = 60     # above redlab-probe's 50 (harness/measure/native)
 STARTUP_RT_PRIORITY = 40   # while it imports: below the probe and the running agents
 
@@ -82,8 +86,13 @@ class Agent:
         self.events = config.events.open("a", encoding="utf-8")
         self.downed: list[str] = []  # member ports this agent took down, to bring back
         self.fdb_dirty, self.changed = True, True
-        self.next_beat = self.next_poll = 0
+        self.next_beat = self.next_poll = self.next_fdb_read = 0
         self.membership: dict[str, Membership] = {}
+        self.carrier: dict[int, bool] = {}  # interface index -> carrier (_read_carriers)
+        # what woke the loop, and what it then did: an agent that spins starves its
+        # leaf's other processes (stopped: in agent.log)
+        self.counts = dict.fromkeys(("loops", "timeouts", "heartbeats_in", "netlink",
+                                     "netlink_messages", "fdb_reads", "half_reads"), 0)
 
     # -- start, loop, stop ----------------------------------------------------------------
     def start(self) -> None:
@@ -105,6 +114,7 @@ class Agent:
         self.controller = Controller(self.config, time.monotonic_ns())
         self._event("started", {"pid": os.getpid(), "static_macs_cleared": len(cleared),
                                 "held": list(self.config.held)})
+        self._read_carriers()
         self._read_halves()
 
     def run(self, stopping: Callable[[], bool], wake: int) -> None:
@@ -112,7 +122,8 @@ class Agent:
         while not stopping():
             now = time.monotonic_ns()
             if now >= self.next_beat:
-                self._refresh_macs(now)
+                if self.fdb_dirty or now >= self.next_fdb_read:
+                    self._refresh_macs(now)
                 self._beat()
                 self.next_beat += heartbeat
                 if self.next_beat <= now:  # the first beat, or a stall: no burst to catch up
@@ -124,6 +135,8 @@ class Agent:
             ready = select.select([*self.ports, self.watch, wake], [], [],
                                   max(0, due - now) / 1e9)[0]
             now = time.monotonic_ns()
+            self.counts["loops"] += 1
+            self.counts["timeouts"] += not ready
             for port in (p for p in self.ports if p in ready):
                 for frame in port.receive():
                     self._heartbeat(port.path, frame, now)
@@ -140,7 +153,8 @@ class Agent:
 
     def close(self) -> None:
         # its CPU time: an agent that spins starves its peer on one CPU (SCHED_FIFO)
-        self._event("stopped", {"pid": os.getpid(), "cpu_s": round(time.process_time(), 3)})
+        self._event("stopped", {"pid": os.getpid(), "cpu_s": round(time.process_time(), 3),
+                                **self.counts})
         self._write_status()
         self.events.close()
         for closing in (*self.ports, self.watch):
@@ -159,24 +173,40 @@ class Agent:
             log.warning("ignoring a malformed heartbeat on %s: %s", path, exc)
             return
         if message is not None:
+            self.counts["heartbeats_in"] += 1
             self._execute(self.controller.on_heartbeat(path, message, now))
 
     def _netlink(self, now: int) -> None:
         messages, overran = self.watch.read()
+        self.counts["netlink"] += 1
+        self.counts["netlink_messages"] += len(messages)
         changed: set[str] = set()
         for msg in messages:
             if msg["event"] in ("RTM_NEWNEIGH", "RTM_DELNEIGH") and msg["family"] == AF_BRIDGE:
                 self.fdb_dirty = True
             elif msg["event"] in ("RTM_NEWLINK", "RTM_DELLINK") and msg["index"] in self.halves:
+                self.carrier[msg["index"]] = (msg["event"] == "RTM_NEWLINK"
+                                              and _has_carrier(msg["flags"]))
                 changed.add(self.halves[msg["index"]])
         if overran:  # notifications lost: read the whole state again
             log.warning("netlink notifications overran: reading the bonds and FDB again")
+            self._read_carriers()
             changed |= set(self.config.dual_homed)
             self.fdb_dirty = True
         for server in sorted(changed):
             self._half(server, now)
 
+    def _read_carriers(self) -> None:
+        """Every bond's and member's carrier, asked once; notifications keep it since.
+        (A pyroute2 request costs about 5 ms inside User-mode Linux: two per poll, every
+        50 ms, on each leaf, took a quarter of the guest's one CPU at real-time priority,
+        and the lab's probe starved.)"""
+        self.carrier = {
+            int(link["index"]): _has_carrier(link["flags"])
+            for link in self.ipr.get_links(*self.halves)}
+
     def _read_halves(self) -> None:
+        self.counts["half_reads"] += 1
         now = time.monotonic_ns()
         for server in self.config.dual_homed:
             self._half(server, now)
@@ -197,8 +227,7 @@ class Agent:
         a fail-back gap of 2,323 ms against 20 ms with the status file)."""
         bond = self.config.dual_homed[server]
         names = [bond, *self.config.members.get(bond, ())]
-        carrier = {name: _has_carrier(link["flags"]) for name, link in zip(
-            names, self.ipr.get_links(*(self.index[n] for n in names)), strict=True)}
+        carrier = {name: self.carrier.get(self.index[name], False) for name in names}
         try:
             side = read_linux(bond)
             # Membership: a member back from a carrier loss shows its old, distributing
@@ -219,6 +248,7 @@ class Agent:
         self._execute(self.controller.on_local_half(server, up, now))
 
     def _refresh_macs(self, now: int) -> None:
+        self.counts["fdb_reads"] += 1
         try:
             macs = fdb.learned(self.ipr, self.index[self.config.bridge], self.servers,
                                self.index[self.config.peer_link])
@@ -227,6 +257,7 @@ class Agent:
             self.fdb_dirty = True
             return
         self.fdb_dirty = False
+        self.next_fdb_read = now + FDB_RESYNC_NS
         self._execute(self.controller.on_local_macs(macs, now))
 
     # -- actions --------------------------------------------------------------------------
