@@ -77,7 +77,6 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
     from harness.lab import LABS, choose_lab
     from harness.results import console, recheck, verdicts
     from harness.scenario.resolve import resolve
-    from harness.scenario.runner import RunRequest, run_scenario
 
     # Everything is validated before anything is created.
     if lab not in LABS:
@@ -120,6 +119,9 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
         if code and not recheck.failed_verdict(out, code):
             raise typer.Exit(code)
         return recheck.stored_rows(out)
+    # only now: the runner brings pandas and matplotlib (0.7 s), bad input needs neither
+    from harness.scenario.runner import RunRequest, run_scenario
+
     started = time.monotonic()
     store = run_scenario(RunRequest(scenario, scenario_path.resolve(), topology, params,
                                     repeat, out, run_id, keep_failed))
