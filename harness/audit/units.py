@@ -114,7 +114,7 @@ def unit_sets(units: list[Unit], order: int, max_trials: int) -> list[tuple[Unit
         raise ConfigError(f"an order-2 audit of these {len(units)} units is {len(pairs)}"
                           f" trials, more than --max-trials {max_trials}",
                           f"pass --max-trials {len(pairs)} to run them all (each takes"
-                          " about half a minute), or audit a smaller topology")
+                          " about a minute in UML), or audit a smaller topology")
     return pairs
 
 
