@@ -62,6 +62,7 @@ def run_audit(topology: str, param: list[str], order: int, endpoints: tuple[str,
     from harness.audit.draw import draw
     from harness.cli import parse_params
     from harness.lab import LABS
+    from harness.scenario.model import Scenario
     from harness.topology.loader import build_topology
 
     # Everything is checked before anything is created.
@@ -73,14 +74,16 @@ def run_audit(topology: str, param: list[str], order: int, endpoints: tuple[str,
     trials = [plan.Trial(n, s) for n, s in
               enumerate(units.unit_sets(found, order, max_trials), start=1)]
     predicted = graph.predict(topo, [t.units for t in trials], endpoints)
+    docs = [plan.scenario_doc(topo, overrides, trial, endpoints) for trial in trials]
+    for trial, doc in zip(trials, docs, strict=True):  # each as redlab run will check it
+        Scenario.model_validate(doc).check_against(topo, Path(f"{trial.label}.yaml"))
     root = _folder(out, topology, resume)
     typer.echo(f"audit of {topology}: {len(found)} failure units, {len(trials)} trial(s) at"
                f" order {order}, about {math.ceil(len(trials) * TRIAL_COST_S / 60)} min;"
                f" results in {root}")
     rows: list[dict[str, Any]] = []
     started = time.monotonic()
-    for trial, guess in zip(trials, predicted, strict=True):
-        doc = plan.scenario_doc(topo, overrides, trial, endpoints)
+    for trial, guess, doc in zip(trials, predicted, docs, strict=True):
         scenario = plan.write_scenario(root / "scenarios", doc, trial)
         rows.append(_measure(trial, guess, scenario, root / trial.label, resume, lab,
                              deadline))
