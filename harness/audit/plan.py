@@ -8,6 +8,7 @@ folder, so any trial can be run again by hand with ``redlab run``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,8 +20,12 @@ from harness.tech.registry import kernel_features
 from harness.topology.model import Topology
 
 FAIL_AT_S = 2.0     # traffic settles first (TCP slow start, ARP)
-REPAIR_AT_S = 5.0   # 3 s of failure: longer than a bond's, LACP's fast or VRRP's timers
-DURATION_S = 7      # 2 s after the repair: the fail-back is seen too
+# How long the units stay failed (redlab audit --hold): it must outlast the slowest
+# protocol timer that recovers the path, or a redundant unit reads as a SPoF. 3 s covers
+# a bond's MII check, LACP's fast timeout and VRRP at advert_int 0.1 s (0.36 s), but not
+# VRRP at 1 s, whose backup waits 3.6 s for a master that cannot say it left.
+HOLD_S = 3.0
+AFTER_S = 2.0       # traffic after the repair: the fail-back is seen too
 
 
 @dataclass(frozen=True)
@@ -38,11 +43,12 @@ class Trial:
 
 
 def scenario_doc(topo: Topology, params: dict[str, Any], trial: Trial,
-                 endpoints: tuple[str, str]) -> dict[str, Any]:
-    """The scenario that fails ``trial``'s units while traffic flows from the server
-    (endpoints[0]) to the client (endpoints[1])."""
+                 endpoints: tuple[str, str], hold_s: float = HOLD_S) -> dict[str, Any]:
+    """The scenario that fails ``trial``'s units for ``hold_s`` while traffic flows from
+    the server (endpoints[0]) to the client (endpoints[1])."""
+    repair_at = FAIL_AT_S + hold_s
     steps = [u.step(FAIL_AT_S) for u in trial.units]
-    steps += [{"at_s": REPAIR_AT_S, "action": "restore"} for _ in trial.units]
+    steps += [{"at_s": repair_at, "action": "restore"} for _ in trial.units]
     return {
         "name": f"audit-{trial.label}",
         "intent": f"Does losing {trial.names} stop the service until the repair?",
@@ -50,7 +56,8 @@ def scenario_doc(topo: Topology, params: dict[str, Any], trial: Trial,
         "requires": kernel_features(topo),
         "params": params,
         "traffic": {"server": endpoints[0], "client": endpoints[1],
-                    "duration_s": DURATION_S, "protocol": "tcp", "rate": "10M",
+                    "duration_s": math.ceil(repair_at + AFTER_S), "protocol": "tcp",
+                    "rate": "10M",
                     "probe_interval_ms": 1},
         "steps": steps,
     }

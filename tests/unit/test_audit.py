@@ -102,7 +102,11 @@ def test_a_pair_is_failed_together_and_repaired_together():
     scenario = Scenario.model_validate(doc)
     assert [(s.action, s.at_s) for s in scenario.steps] == [
         ("cut", plan.FAIL_AT_S), ("cut", plan.FAIL_AT_S),
-        ("restore", plan.REPAIR_AT_S), ("restore", plan.REPAIR_AT_S)]
+        ("restore", plan.FAIL_AT_S + plan.HOLD_S), ("restore", plan.FAIL_AT_S + plan.HOLD_S)]
+    assert scenario.traffic.duration_s == 7
+    longer = Scenario.model_validate(plan.scenario_doc(topo, {}, plan.Trial(8, (a,)), ENDS,
+                                                       hold_s=7.5))
+    assert [s.at_s for s in longer.steps] == [2.0, 9.5] and longer.traffic.duration_s == 12
     assert scenario.params == {"miimon": "50"} and scenario.requires == ["bonding"]
 
 
