@@ -96,7 +96,6 @@ def failure_units(topo: Topology, endpoints: tuple[str, str]) -> list[Unit]:
     return units
 
 
-
 def unit_sets(units: list[Unit], order: int, max_trials: int) -> list[tuple[Unit, ...]]:
     """One tuple per trial: each unit alone (order 1), or every pair (order 2). A pair of
     one unit with something it already takes down (a device and its own cables) is left
