@@ -63,19 +63,18 @@ def connected_without(graph: nx.Graph, removed: Iterable[Vertex],
     return nx.has_path(view, device(endpoints[0]), device(endpoints[1]))
 
 
-def single_points(topo: Topology, endpoints: tuple[str, str]) -> set[Vertex]:
+def single_points(graph: nx.Graph, endpoints: tuple[str, str]) -> set[Vertex]:
     """The articulation points whose loss separates the endpoints."""
-    graph = build_graph(topo)
+    ends = {device(end) for end in endpoints}
     return {v for v in nx.articulation_points(graph)
-            if v not in map(device, endpoints)
-            and not connected_without(graph, [v], endpoints)}
+            if v not in ends and not connected_without(graph, [v], endpoints)}
 
 
 def predict(topo: Topology, units: Iterable[tuple[Unit, ...]], endpoints: tuple[str, str]
             ) -> list[Predicted]:
     """Per unit set: "spof" if failing it leaves no path between the endpoints."""
     graph = build_graph(topo)
-    cut = single_points(topo, endpoints)
+    cut = single_points(graph, endpoints)
     out: list[Predicted] = []
     for unit_set in units:
         removed = [v for unit in unit_set for v in vertices(topo, unit)]

@@ -25,10 +25,10 @@ COLUMNS = ["trial", "units", "kind", "predicted", "measured", "gap_ms", "capacit
            "verdict", "agrees", "note", "run"]
 
 
-def seen(row: dict[str, Any]) -> str:
+def seen(row: dict[str, Any], verdict: str) -> str:
     """What the trial showed, in words: how long the service stopped, or that it did
-    not come back before the repair."""
-    if classify(row) == "spof":
+    not come back before the repair (``verdict``: classify's)."""
+    if verdict == "spof":
         return "down until the repair"
     gap = _number(row.get("failover_gap_ms"))
     return "nothing lost" if gap == 0 else f"back after {gap:g} ms"
@@ -63,7 +63,7 @@ def audit_row(trial: Trial, predicted: str, row: dict[str, Any] | None, run: str
         if verdict == "spof" else
         "the graph has no path without it, yet the service came back before the repair")
     return {"trial": trial.number, "units": trial.names, "kind": kinds,
-            "predicted": predicted, "measured": seen(row),
+            "predicted": predicted, "measured": seen(row, verdict),
             "gap_ms": _number(row.get("failover_gap_ms")),
             "capacity_pct": _number(row.get("capacity_retained_pct")),
             "verdict": verdict, "agrees": agrees, "note": note, "run": run}
