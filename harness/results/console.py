@@ -24,6 +24,8 @@ def trial_lines(rows: Sequence[Mapping[str, Any]],
         checks = verdicts.judge(row, expect).checks if expect else ()
         if verdict == "pass":
             said = "; ".join(c.describe(reason=False) for c in checks)
+        elif row.get("steady_before_failure") is False:  # why is in verdict_failed first
+            said = str(row.get("verdict_failed", ""))
         else:
             said = "; ".join(c.describe() for c in checks if not c.passed) or str(
                 row.get("verdict_failed", ""))
@@ -51,7 +53,10 @@ def trial_figures(row: Mapping[str, Any]) -> str:
     return (f"trial {row['trial']}: outage window {row['failover_gap_ms']:.1f} ms (estimate"
             f" {row['failover_gap_estimate_ms']:.1f}, {row['lost_packets']} lost,"
             f" {row['outages']} outage(s)), recovered before the repair:"
-            f" {row['recovered_before_restore']}; {redundancy(row)}")
+            f" {row['recovered_before_restore']}; {redundancy(row)}"
+            + (f"; NOT STEADY before the failure (probe round trip {row['baseline_rtt_ms']:g}"
+               f" ms, {row['baseline_loss_pct']:g} % lost): the lab's own trouble, not the"
+               " failure's" if row.get("steady_before_failure") is False else ""))
 
 
 def redundancy(row: Mapping[str, Any]) -> str:

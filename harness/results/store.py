@@ -32,7 +32,7 @@ SUMMARY_COLUMNS = [
     "recovery_90_ms", "active_before", "active_after", "failover_detected_ms",
     "failover_detected_uncertainty_ms",
     "probe_sends_in_failover", "recovered_before_restore", "bring_up_s", "phase_period_ms",
-    "phase_offset_ms",
+    "phase_offset_ms", "baseline_rtt_ms", "baseline_loss_pct", "steady_before_failure",
 ]
 
 
@@ -88,6 +88,18 @@ class RunStore:
         path = self.root / f"trial-{trial:03d}"
         path.mkdir(exist_ok=True)
         return path
+
+    def discard(self, trial: int, attempt: int, why: str) -> Path:
+        """Move a trial's folder that measured nothing (why) to discarded/, named in
+        metadata.json: its files are kept, its row is not in the summary."""
+        kept = self.root / "discarded" / f"attempt-{attempt}" / f"trial-{trial:03d}"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        self.trial_dir(trial).rename(kept)
+        self.meta.setdefault("discarded", []).append(
+            {"trial": trial, "attempt": attempt, "folder": str(kept.relative_to(self.root)),
+             "why": why})
+        self._write_meta()
+        return kept
 
     def add_row(self, row: dict[str, Any]) -> None:
         self.rows.append(row)

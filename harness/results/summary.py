@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import statistics
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +29,12 @@ from harness.results.samples import read_events
 
 # A failure's outage may begin after the event (a timer must expire first): look this far.
 EVENT_OUTAGE_WITHIN_S = 5.0
+# The path must carry the probe in the second before the failure, or the trial measures
+# the lab's own trouble, not the failure (a starved guest: 20 s round trips, all lost).
+# A quiet lab answers in well under 1 ms; a saturated 10 Mbit/s LAG in ~50 ms, losing 3 %.
+STEADY_WINDOW_S = 1.0
+STEADY_MAX_RTT_MS = 500.0
+STEADY_MAX_LOSS_PCT = 50.0
 FAILURES = ("cut", "device_down", "daemon_crash", "drop_control", "degrade")
 TRIAL_FILE = "trial.json"
 
@@ -149,7 +156,7 @@ def trial_row(trial_dir: Path, run: Mapping[str, Any] | None = None) -> dict[str
                             f"correct expect: in {trial_dir.parent / 'metadata.json'}")
     row.update(verdicts.judge(row, expect, f"{trial_dir.name}'s summary row", (
         "correct expect: (the scenario's, the suite run's or the --expect file's); this"
-        f" trial's files are kept in {trial_dir}")).columns())
+        f" trial's files are kept in {trial_dir}"), unsteady=unsteady_note(row)).columns())
     return row
 
 
@@ -238,7 +245,36 @@ def base_columns(trial: TrialRecord) -> dict[str, Any]:
         "phase_offset_ms": facts.get("phase", {}).get("offset_ms", math.nan),
         "traffic": f"{traffic['protocol']} x{traffic['parallel']} at {traffic['rate']}",
         "iperf3_complete": not trial.iperf_problem,
+        **steadiness(trial.probe.packets, called_ns if cut else None),
     }
+
+
+def steadiness(packets: Sequence[Packet], failure_ns: int | None) -> dict[str, Any]:
+    """How the probe fared in the STEADY_WINDOW_S before the failure's call: its median
+    round trip, what it lost, and whether the path was steady enough for the trial to
+    measure the failure (``steady_before_failure``; "" without a failure)."""
+    if failure_ns is None:
+        return {"baseline_rtt_ms": math.nan, "baseline_loss_pct": math.nan,
+                "steady_before_failure": ""}
+    window = [p for p in packets
+              if failure_ns - STEADY_WINDOW_S * 1e9 <= p.sent_ns < failure_ns]
+    rtts = [(p.received_ns - p.sent_ns) / 1e6 for p in window if p.received_ns]
+    loss = 100 * (len(window) - len(rtts)) / len(window) if window else math.nan
+    rtt = statistics.median(rtts) if rtts else math.nan
+    return {"baseline_rtt_ms": round(rtt, 3), "baseline_loss_pct": round(loss, 1),
+            "steady_before_failure": bool(rtts) and rtt <= STEADY_MAX_RTT_MS
+            and loss <= STEADY_MAX_LOSS_PCT}
+
+
+def unsteady_note(row: Mapping[str, Any]) -> str:
+    """Why the row's trial does not measure its failure, or "" if it does."""
+    if row.get("steady_before_failure") is not False:
+        return ""
+    return (f"the path was not steady before the failure (probe: median round trip"
+            f" {row['baseline_rtt_ms']:g} ms, {row['baseline_loss_pct']:g} % lost in the"
+            f" {STEADY_WINDOW_S:g} s before it; steady: at most {STEADY_MAX_RTT_MS:g} ms"
+            f" and {STEADY_MAX_LOSS_PCT:g} %): the lab was starved or broken, so its"
+            f" figures do not measure the failure")
 
 
 def _figure(o: outages.Outage | None, attr: str, if_none: float) -> float:

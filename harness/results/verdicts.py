@@ -170,27 +170,32 @@ class Check:
 @dataclass(frozen=True)
 class TrialVerdict:
     checks: tuple[Check, ...]
+    unsteady: str = ""  # why the trial does not measure its failure (summary.unsteady_note)
 
     @property
     def verdict(self) -> str:
-        """pass, fail, or "" when nothing was expected."""
+        """pass, fail, or "" when nothing was expected.  A trial whose lab was not steady
+        before the failure fails whatever its figures say: they are not a measurement."""
         if not self.checks:
             return ""
-        return "pass" if all(c.passed for c in self.checks) else "fail"
+        return "pass" if all(c.passed for c in self.checks) and not self.unsteady else "fail"
 
     @property
     def failed(self) -> list[Check]:
         return [c for c in self.checks if not c.passed]
 
     def columns(self) -> dict[str, str]:
-        return {"verdict": self.verdict,
-                "verdict_failed": "; ".join(c.note for c in self.failed)}
+        notes = ([self.unsteady] if self.unsteady and self.checks else []) + [
+            c.note for c in self.failed]
+        return {"verdict": self.verdict, "verdict_failed": "; ".join(notes)}
 
 
 def judge(row: Mapping[str, Any], expect: Mapping[str, Bound], where: str = "this trial",
-          fix: str = "correct expect: in the scenario or the suite") -> TrialVerdict:
+          fix: str = "correct expect: in the scenario or the suite",
+          unsteady: str = "") -> TrialVerdict:
     """Hold ``row`` against ``expect``.  ConfigError when a name is not in the row or a
-    bound does not fit its figure's kind: every such problem at once."""
+    bound does not fit its figure's kind: every such problem at once.  ``unsteady`` says
+    why the row measures no failure (it then fails)."""
     problems, checks = [], []
     for figure, bound in expect.items():
         if figure not in row:
@@ -205,7 +210,7 @@ def judge(row: Mapping[str, Any], expect: Mapping[str, Bound], where: str = "thi
     if problems:
         raise ConfigError("expect: does not fit the summary row:\n  - "
                           + "\n  - ".join(problems), fix)
-    return TrialVerdict(tuple(checks))
+    return TrialVerdict(tuple(checks), unsteady)
 
 
 def _check(figure: str, bound: Bound, measured: Any) -> Check:

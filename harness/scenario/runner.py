@@ -50,6 +50,10 @@ IRTT_TAIL_S = 3.0  # irtt runs for the traffic plus this, from before iperf3 con
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
 PROBE_STEP_MARGIN_S = 0.5  # the probe must run at least this long after each step starts
 TIMING_FILE = "timing.json"  # where the trial's wall time went (measure.stopwatch)
+# A trial whose path was not steady before its failure (summary.steadiness: a starved
+# guest) measured the lab, not the failure: it is run again this many times, its folder
+# kept under discarded/ and named in metadata.json.
+UNSTEADY_RETRIES = 1
 
 
 @dataclass
@@ -107,8 +111,10 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     traffic = sc.traffic
     events = EventLog(tdir / "events.csv")
     started, clock = time.monotonic(), Stopwatch()
+    # the load of the kernel the lab runs on (a guest's own), for a trial that was not
+    # steady: high here means the lab's kernel was busy, low means its host starved it
     facts: dict[str, Any] = {"lab": lab_kind(), "kernel": platform.release(),
-                             "failures": []}
+                             "failures": [], "load_average_at_start": os.getloadavg()}
     with Lab(req.topology, req.run_id, journal, workdir=tdir, events=events,
              on_failure=hold if req.keep_failed else None, stopwatch=clock) as lab:
         facts["bring_up_s"] = time.monotonic() - started
@@ -235,6 +241,13 @@ def run_scenario(req: RunRequest) -> RunStore:
         journal.record("run_folder", path=str(req.out))
         with store.recording():
             for trial in range(1, req.repeat + 1):
-                store.add_row(run_trial(req, store, journal, trial))
+                row = run_trial(req, store, journal, trial)
+                for attempt in range(1, UNSTEADY_RETRIES + 1):
+                    if not (why := summary.unsteady_note(row)):
+                        break
+                    kept = store.discard(trial, attempt, why)
+                    log.warning("trial %d: %s; kept in %s, running it again", trial, why, kept)
+                    row = run_trial(req, store, journal, trial)
+                store.add_row(row)
                 log.info("trial %d/%d done", trial, req.repeat)
     return store
