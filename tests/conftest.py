@@ -41,16 +41,42 @@ def read_rows(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(fh))
 
 
+# A readiness wait that ran out says nothing of the mechanism when the host was starved
+# (seen in CI: a one-CPU guest waited 22 s for LACPDUs its Open vSwitch never got to
+# read, on a host whose other tenants took the CPU): such a run gets one more try, and
+# the terminal summary names it with the host's load.  A run that fails twice fails.
+RETRY_ON = ("timed out after", "did not negotiate within")
+
+
+def host_cpu() -> tuple[int, int]:
+    """(steal, total) jiffies of the host's CPUs so far (/proc/stat)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields)
+
+
+def host_load(since: tuple[int, int]) -> str:
+    steal, total = (a - b for a, b in zip(host_cpu(), since, strict=True))
+    return (f"host load average {os.getloadavg()[0]:.2f}, CPU stolen by other tenants"
+            f" {100 * steal / max(total, 1):.1f} % during the run")
+
+
 def run_scenario(tmp_path_factory, scenario: str, *params: str,
                  timeout: float = 300, lab: str | None = None) -> Path:
     """``redlab run scenarios/<scenario>.yaml --param p ... [--lab LAB]`` into a fresh
-    folder, as a user would; the run must succeed.  Returns the run folder."""
-    out = tmp_path_factory.mktemp(scenario) / "run"
+    folder, as a user would; the run must succeed (a second try if a readiness wait ran
+    out: RETRY_ON).  Returns the run folder."""
     args = [a for p in params for a in ("--param", p)] + (["--lab", lab] if lab else [])
-    done = redlab("run", f"scenarios/{scenario}.yaml", *args, "--out", str(out),
-                  timeout=timeout)
-    print(done.stdout[-3000:], done.stderr[-3000:])
-    assert done.returncode == 0, done.stderr[-3000:]
+    for attempt in (1, 2):
+        out, since = tmp_path_factory.mktemp(scenario) / "run", host_cpu()
+        done = redlab("run", f"scenarios/{scenario}.yaml", *args, "--out", str(out),
+                      timeout=timeout)
+        print(done.stdout[-3000:], done.stderr[-3000:])
+        if done.returncode == 0 or attempt == 2 or not any(m in done.stderr for m in RETRY_ON):
+            break
+        error = next((line for line in done.stderr.splitlines() if "error:" in line), "")
+        LAB_REPORT.append(f"RETRIED {scenario} {' '.join(params)}: {error.strip()}"
+                          f" ({host_load(since)}); the first try is kept in {out}")
+    assert done.returncode == 0, f"{done.stderr[-3000:]}\n({host_load(since)})"
     return out
 
 
