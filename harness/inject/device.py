@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 from harness import timeouts
 from harness.inject.base import Reversible, bracket, node_interfaces
 from harness.inject.daemon import Pinned, ProcessRef, check_in_node, freeze, kill
-from harness.inject.link import carrier, set_admin_state
+from harness.inject.link import admin_up, carrier, set_admin_state
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
@@ -89,8 +89,11 @@ class DeviceFailure(Reversible):
         return self._event(calls)
 
     def _wait_carrier(self, present: bool, intfs: Collection[str] | None = None) -> None:
-        # The neighbours' view is what matters: their NICs must see the change.
-        far = self.far_ends(intfs)
+        # The neighbours' view is what matters: their NICs must see the change.  A
+        # neighbour's port that is itself down (a dead neighbour: two adjacent devices
+        # failed together) sees no carrier until its own restore, which waits for it.
+        far = [(n, i) for n, i in self.far_ends(intfs)
+               if not present or admin_up(self.lab, n, i)]
         timeouts.wait_for(
             f"carrier {'back' if present else 'loss'} at {self.node}'s neighbours",
             lambda: all(carrier(self.lab, n, i) == present for n, i in far),

@@ -45,6 +45,14 @@ def carrier(lab: Lab, node: str, intf: str) -> bool:
     return bool(idx) and ipr.get_links(idx[0])[0].get("IFLA_CARRIER") == 1
 
 
+def admin_up(lab: Lab, node: str, intf: str) -> bool:
+    """Whether ``node:intf`` is administratively up (IFF_UP): one that is down, a dead
+    device's port say, shows no carrier whatever its cable does."""
+    ipr = lab.ipr(node)
+    idx = ipr.link_lookup(ifname=lab.ifname(node, intf))
+    return bool(idx) and bool(ipr.get_links(idx[0])[0]["flags"] & 1)
+
+
 @dataclass
 class LinkCut:
     """Cut the cable at ``node:intf``; ``end`` says which side of it is switched off."""

@@ -300,6 +300,21 @@ def test_host_failure_takes_all_its_cables_at_once_and_kills_only_given_processe
                           timeouts.PING_READY)
 
 
+def test_two_adjacent_devices_dead_together_come_back_in_either_order(lab):
+    """A rack losing power takes a switch and a host cabled to it; the switch's restore
+    must not wait for carrier at the host's port, which stays down until the host's own
+    restore (seen: "carrier back at r1's neighbours" timed out in dc_edge)."""
+    switch, host = DeviceFailure(lab, "sw"), DeviceFailure(lab, "h2")
+    switch.apply()
+    host.apply()
+    switch.restore()  # h2's end of the sw-h2 cable is still down
+    assert carrier(lab, "h1", "eth0") and not carrier(lab, "sw", "p2")
+    host.restore()
+    assert carrier(lab, "sw", "p2") and carrier(lab, "h1", "eth1")
+    timeouts.wait_for("h1 to reach h2 through the switch again", lambda: ping(lab, "h1", H2),
+                      timeouts.PING_READY)
+
+
 def test_device_failure_refuses_a_process_of_another_node(lab):
     other = start(lab, "h1")
     with pytest.raises(ConfigError, match="not in h2's network namespace"):
