@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, LabError
 from harness.tech.vrrp.config import RunFiles, check_config, command, render_config
 from harness.tech.vrrp.notify import NotifyFifo, StateChange, parse_notify
 from harness.tech.vrrp.options import VrrpOptions, master_down_interval, skew_time
@@ -237,3 +237,15 @@ def test_keepalived_complaints_are_quoted(tmp_path, netns_with_eth0):
     path.write_text(missing)
     with pytest.raises(ConfigError, match="nosuch0 .* doesn't exist"):
         check_config(path, netns_with_eth0)
+
+
+def test_a_config_check_that_does_not_answer_is_one_clear_error(tmp_path, monkeypatch):
+    """Seen in a starved User-mode Linux guest: keepalived -t took over 5 s, and the run
+    ended in a traceback instead of an error that says what happened."""
+    def too_slow(argv, **kwargs):
+        raise subprocess.TimeoutExpired(argv, kwargs["timeout"])
+
+    monkeypatch.setattr(subprocess, "run", too_slow)
+    with pytest.raises(LabError, match="did not answer within 5 s") as caught:
+        check_config(tmp_path / "keepalived.conf")
+    assert "too loaded" in caught.value.fix

@@ -111,6 +111,10 @@ def check_config(path: Path, netns: str | None = None) -> None:
     except FileNotFoundError:
         raise LabError(f"{argv[0]} is not installed",
                        "apt-get install keepalived (scripts/bootstrap setup does it)") from None
+    except subprocess.TimeoutExpired:
+        raise LabError(f"keepalived --config-test {path} did not answer within"
+                       f" {timeouts.PROCESS_EXIT:g} s", "the machine is too loaded for this lab"
+                       " now: rerun when it is quieter") from None
     said = (done.stderr + done.stdout).strip()
     # keepalived exits 0 only for a clean file: it "fixes" many mistakes with a warning
     # (rounding advert_int, clearing nopreempt) and reports those with a non-zero status.

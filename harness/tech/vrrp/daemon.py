@@ -64,8 +64,12 @@ class Keepalived:
             raise LabError(f"keepalived in {self.router} is already running",
                            "stop it (or crash it) before starting it again")
         self.files.folder.mkdir(parents=True, exist_ok=True)
-        self.files.conf.write_text(render_config(self.router, self.options, self.files.fifo))
-        check_config(self.files.conf, self.netns)
+        text = render_config(self.router, self.options, self.files.fifo)
+        # checked once: a restart (after a crash or a reboot) runs the same file, and a
+        # starved lab's second check took longer than keepalived's own start
+        if not self.files.conf.is_file() or self.files.conf.read_text() != text:
+            self.files.conf.write_text(text)
+            check_config(self.files.conf, self.netns)
         for stale in (self.files.pid, self.files.vrrp_pid):
             stale.unlink(missing_ok=True)  # keepalived refuses to start over a live pid file
         self._fifo.start()
