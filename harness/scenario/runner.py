@@ -206,16 +206,42 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     return row
 
 
+class UnsteadyLab(LabError):
+    """The lab was too slow or broken to measure this trial's failure at all."""
+
+
+def _steady_trial(req: RunRequest, store: RunStore, journal: Journal,
+                  trial: int) -> dict[str, Any]:
+    """Run a trial; one whose lab was not steady (its row says so, or it could not be
+    measured at all: UnsteadyLab) runs again, up to UNSTEADY_RETRIES times, its folder
+    kept under discarded/.  The last attempt's row, or its error, stands."""
+    for attempt in range(UNSTEADY_RETRIES + 1):
+        try:
+            row = run_trial(req, store, journal, trial)
+        except UnsteadyLab as exc:
+            if attempt == UNSTEADY_RETRIES:
+                raise
+            why = exc.problem
+        else:
+            why = summary.unsteady_note(row)
+            if not why or attempt == UNSTEADY_RETRIES:
+                return row
+        kept = store.discard(trial, attempt + 1, why)
+        log.warning("trial %d: %s; kept in %s, running it again", trial, why, kept)
+    raise AssertionError("unreachable")
+
+
 def _probe_still_running(probe_ends: float, at_s: float, connect_ns: int,
                          tail_s: float) -> None:
     """The probe runs for the traffic plus a tail, counted from its own start, which comes
     before iperf3 connects: a connect slower than the tail (irtt's 3 s; a starved guest)
     would leave a failure with no probe to see it, and "nothing lost" would be a lie."""
     if time.monotonic() > probe_ends - PROBE_STEP_MARGIN_S:
-        raise LabError(
-            f"the gap probe ends before the step at {at_s:g} s can be measured: iperf3"
-            f" took {connect_ns / 1e9:.1f} s to connect, longer than the probe's"
-            f" {tail_s:g} s tail", "the machine is too slow for this trial now (read"
+        raise UnsteadyLab(
+            f"the gap probe ends before the step at {at_s:g} s can be measured: it runs"
+            f" for the traffic plus a {tail_s:g} s tail, and iperf3 took"
+            f" {connect_ns / 1e9:.1f} s to connect, the steps before ran late, or both",
+            "the machine is too slow for this trial now (read"
             " timing.json of the earlier trials); rerun when it is less loaded, or use"
             " traffic.probe: redlab-probe, which is ended after iperf3")
 
@@ -241,13 +267,6 @@ def run_scenario(req: RunRequest) -> RunStore:
         journal.record("run_folder", path=str(req.out))
         with store.recording():
             for trial in range(1, req.repeat + 1):
-                row = run_trial(req, store, journal, trial)
-                for attempt in range(1, UNSTEADY_RETRIES + 1):
-                    if not (why := summary.unsteady_note(row)):
-                        break
-                    kept = store.discard(trial, attempt, why)
-                    log.warning("trial %d: %s; kept in %s, running it again", trial, why, kept)
-                    row = run_trial(req, store, journal, trial)
-                store.add_row(row)
+                store.add_row(_steady_trial(req, store, journal, trial))
                 log.info("trial %d/%d done", trial, req.repeat)
     return store

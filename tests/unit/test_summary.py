@@ -108,26 +108,32 @@ def test_a_trial_that_was_not_steady_runs_again_and_its_folder_is_kept(tmp_path,
     from harness.scenario import runner
 
     monkeypatch.setattr(journal, "JOURNAL_DIR", tmp_path / "journal")
-    attempts = iter([{"lost": set(range(200))}, {}])  # starved, then steady
+    # trial 1 starved, then steady; trial 2 too slow to be measured at all, then steady
+    attempts = iter([{"lost": set(range(200))}, {}, runner.UnsteadyLab("iperf3 late"), {}])
 
     def run_trial(req, store, journal_, trial):
-        write_trial(store.trial_dir(trial), **next(attempts))
+        write_trial(store.trial_dir(trial))
+        if isinstance(attempt := next(attempts), Exception):
+            raise attempt
+        write_trial(store.trial_dir(trial), **attempt)
         return summary.trial_row(store.trial_dir(trial), store.meta)
 
     monkeypatch.setattr(runner, "run_trial", run_trial)
     meta = json.loads(write_run(tmp_path / "spec", {}).joinpath("metadata.json").read_text())
     req = SimpleNamespace(scenario=SimpleNamespace(model_dump=lambda mode: meta["scenario"]),
                           scenario_path=Path("hand-written.yaml"), params={"miimon": 100},
-                          repeat=1, topology=SimpleNamespace(diagram=""),
+                          repeat=2, topology=SimpleNamespace(diagram=""),
                           out=tmp_path / "run", run_id="steady")
     store = runner.run_scenario(req)
-    assert [r["steady_before_failure"] for r in store.rows] == [True]
+    assert [r["steady_before_failure"] for r in store.rows] == [True, True]
     kept = tmp_path / "run" / "discarded" / "attempt-1" / "trial-001"
     assert summary.trial_row(kept, store.meta)["steady_before_failure"] is False
     stored = json.loads((tmp_path / "run" / "metadata.json").read_text())
-    assert stored["discarded"][0]["folder"] == "discarded/attempt-1/trial-001"
+    assert [d["folder"] for d in stored["discarded"]] == [
+        "discarded/attempt-1/trial-001", "discarded/attempt-1/trial-002"]
     assert "not steady" in stored["discarded"][0]["why"]
-    assert len(pd.read_csv(tmp_path / "run" / "summary.csv")) == 1
+    assert stored["discarded"][1]["why"] == "iperf3 late"
+    assert len(pd.read_csv(tmp_path / "run" / "summary.csv")) == 2
 
 
 def test_a_run_without_a_failure_has_no_failover_figure(tmp_path):
