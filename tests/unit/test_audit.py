@@ -59,6 +59,22 @@ def test_an_mclag_leaf_and_its_agent_are_units_and_the_orphan_host_is_not():
     assert not graph.single_points(graph.build_graph(topo), ENDS)
 
 
+def test_the_whole_path_has_no_spof_until_a_tier_loses_its_redundancy():
+    """dc_edge: the shape of the full path leaves no single point besides the endpoints;
+    each parameter that takes a tier's redundancy away shows up as its SPoFs."""
+    topo, predicted = audit_of("dc_edge")
+    assert len(predicted) == 37 and set(predicted.values()) == {"redundant"}
+    assert {"leaf1", "r1", "up1", "mclagd on leaf1", "keepalived on r1"} <= set(predicted)
+    assert not graph.single_points(graph.build_graph(topo), ENDS)
+    spofs = {params: sorted(u for u, p in audit_of("dc_edge", **dict([params]))[1].items()
+                            if p == "spof")
+             for params in (("routers", 1), ("uplinks", 1), ("track_uplink", False))}
+    assert spofs[("routers", 1)] == ["r1", "r1:eth2 <-> up1:p1", "up1"]
+    assert spofs[("uplinks", 1)] == ["cli:eth0 <-> up1:p0", "up1"]
+    # the graph cannot see tracking: an untracked uplink is the audit's disagreement
+    assert spofs[("track_uplink", False)] == []
+
+
 def test_order_two_finds_the_pair_of_members_and_leaves_out_a_device_with_its_cables():
     _, predicted = audit_of("bond_server", order=2)
     assert predicted["srv:eth0 <-> sw:p1 + srv:eth1 <-> sw:p2"] == "spof"
@@ -79,7 +95,7 @@ def test_an_order_two_audit_larger_than_max_trials_says_how_many_before_starting
     assert f"--max-trials {pairs}" in err.value.fix
 
 
-@pytest.mark.parametrize("name", ["bond_server", "vrrp_gateway", "mclag"])
+@pytest.mark.parametrize("name", ["bond_server", "vrrp_gateway", "mclag", "dc_edge"])
 def test_every_trial_is_a_scenario_a_user_could_run(name, tmp_path):
     """Written to YAML, loaded and checked against its topology exactly as redlab run
     checks a user's file: every unit's step names a real node and interface."""

@@ -45,8 +45,8 @@ def refusal(params: type, **given: object) -> str:
 
 
 def test_every_topology_with_a_bond_takes_its_parameters_from_the_vocabulary():
-    assert set(BONDED) == {"bond_pair", "bond_server", "bond_two_switches", "lag_server",
-                           "mclag"}
+    assert set(BONDED) == {"bond_pair", "bond_server", "bond_two_switches", "dc_edge",
+                           "lag_server", "mclag"}
     for name in BONDED:
         assert issubclass(params_of(name), BondParams), name
 
