@@ -102,7 +102,8 @@ class Agent:
         # what woke the loop, and what it then did: an agent that spins starves its
         # leaf's other processes (stopped: in agent.log)
         self.counts = dict.fromkeys(("loops", "timeouts", "heartbeats_in", "netlink",
-                                     "netlink_messages", "fdb_reads", "half_reads"), 0)
+                                     "netlink_messages", "fdb_reads", "half_reads",
+                                     "actions", "status_writes"), 0)
 
     # -- start, loop, stop ----------------------------------------------------------------
     def start(self) -> None:
@@ -289,6 +290,7 @@ class Agent:
         sends = [a.first for a in actions if isinstance(a, control.SendNow)]
         if any(sends):
             self._beat()  # the peer first: what it must do waits on this news
+        self.counts["actions"] += len(actions)
         for action in actions:
             self.changed = True
             try:
@@ -351,6 +353,7 @@ class Agent:
 
     def _write_status(self) -> None:
         self.changed = False
+        self.counts["status_writes"] += 1
         status = {"t_ns": time.time_ns(), **self.controller.status()}
         tmp = self.config.status.with_name(self.config.status.name + ".tmp")
         tmp.write_text(json.dumps(status, indent=1) + "\n")
