@@ -252,14 +252,15 @@ def base_columns(trial: TrialRecord) -> dict[str, Any]:
 def steadiness(packets: Sequence[Packet], failure_ns: int | None) -> dict[str, Any]:
     """How the probe fared in the STEADY_WINDOW_S before the failure's call: its median
     round trip, what it lost, and whether the path was steady enough for the trial to
-    measure the failure (``steady_before_failure``; "" without a failure)."""
-    if failure_ns is None:
+    measure the failure (``steady_before_failure``; "" without a failure, or without a
+    probe sent before it: a failure at the very start is not judged)."""
+    window = [p for p in packets if failure_ns is not None
+              and failure_ns - STEADY_WINDOW_S * 1e9 <= p.sent_ns < failure_ns]
+    if not window:
         return {"baseline_rtt_ms": math.nan, "baseline_loss_pct": math.nan,
                 "steady_before_failure": ""}
-    window = [p for p in packets
-              if failure_ns - STEADY_WINDOW_S * 1e9 <= p.sent_ns < failure_ns]
     rtts = [(p.received_ns - p.sent_ns) / 1e6 for p in window if p.received_ns]
-    loss = 100 * (len(window) - len(rtts)) / len(window) if window else math.nan
+    loss = 100 * (len(window) - len(rtts)) / len(window)
     rtt = statistics.median(rtts) if rtts else math.nan
     return {"baseline_rtt_ms": round(rtt, 3), "baseline_loss_pct": round(loss, 1),
             "steady_before_failure": bool(rtts) and rtt <= STEADY_MAX_RTT_MS

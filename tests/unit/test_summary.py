@@ -78,6 +78,10 @@ def test_a_path_that_carried_the_probe_before_the_failure_is_steady(tmp_path):
     assert row["steady_before_failure"] is True and summary.unsteady_note(row) == ""
 
 
+def test_a_failure_before_any_probe_was_sent_is_not_judged_steady_or_not():
+    assert summary.steadiness([], T0)["steady_before_failure"] == ""
+
+
 @pytest.mark.parametrize("spec, rtt, loss", [
     ({"lost": set(range(0, 200))}, math.nan, 100.0),  # nothing came back at all
     ({"lost": set(range(0, 80))}, 0.5, 80.8),         # most of the second before lost
