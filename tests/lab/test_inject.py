@@ -300,7 +300,7 @@ def test_host_failure_takes_all_its_cables_at_once_and_kills_only_given_processe
                           timeouts.PING_READY)
 
 
-def test_two_adjacent_devices_dead_together_come_back_in_either_order(lab):
+def test_two_adjacent_devices_dead_together_come_back_one_after_the_other(lab):
     """A rack losing power takes a switch and a host cabled to it; the switch's restore
     must not wait for carrier at the host's port, which stays down until the host's own
     restore (seen: "carrier back at r1's neighbours" timed out in dc_edge)."""
