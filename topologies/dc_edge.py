@@ -65,7 +65,7 @@ class Params(BondParams):
     track_uplink: bool = Field(True, description="VRRP tracks eth2, the uplink")
     uplinks: int = Field(2, ge=1, le=2, description="upstream switches: 2 joined by a link")
     # 1 s: at 0.1 s keepalived flapped in a User-mode Linux guest shared with two MC-LAG
-    # agents and eight bonds; natively 0.1 s holds
+    # agents and ten bonds (natively, --param advert_int=0.1 is worth a try)
     advert_int: float = Field(1.0, description="VRRP advert interval, s")
     heartbeat_ms: int = McLagOptions.model_fields["heartbeat_ms"].default
     peer_timeout_ms: int = McLagOptions.model_fields["peer_timeout_ms"].default

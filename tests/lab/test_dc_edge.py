@@ -2,7 +2,7 @@
 a leaf die together, and the service goes on through r2 and leaf2.
 
 The MC-LAG leaves need bonding and tc flower, which our CI's kernel lacks: the run boots
-User-mode Linux, where keepalived, the MC-LAG agents, eight bonds and the probe all share
+User-mode Linux, where keepalived, the MC-LAG agents, ten bonds and the probe all share
 its one CPU.
 """
 
