@@ -34,6 +34,13 @@ def resolve(scenario_path: Path, overrides: dict[str, str],
     return scenario, topology, params
 
 
+def lab_needs(scenario: Scenario, topology: Topology) -> list[str]:
+    """The kernel features a run needs: the scenario's, and tbf where a topology shapes
+    its cables (a rate parameter), whatever the scenario lists."""
+    return list(dict.fromkeys([*scenario.requires,
+                               *(["tbf"] if any(k.rate_mbit for k in topology.links) else [])]))
+
+
 def suite_overrides(params: dict[str, Any]) -> dict[str, str]:
     """A suite's YAML values as --param would give them (a list becomes a,b)."""
     return {k: ",".join(map(str, v)) if isinstance(v, list) else str(v)
