@@ -76,15 +76,13 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
     failed expectation loses nothing (the caller turns it into exit 1)."""
     from harness.lab import LABS, choose_lab
     from harness.results import console, recheck, verdicts
-    from harness.scenario.resolve import resolve
+    from harness.scenario.resolve import lab_needs, resolve
 
     # Everything is validated before anything is created.
     if lab not in LABS:
         raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one of them")
     scenario, topology, params = resolve(scenario_path, overrides, expect)
-    # shaped cables (a topology's rate parameter) need tbf, whatever the scenario lists
-    needs = list(dict.fromkeys([*scenario.requires,
-                                *(["tbf"] if any(k.rate_mbit for k in topology.links) else [])]))
+    needs = lab_needs(scenario, topology)
     inside_uml = os.environ.get("REDLAB_LAB") == "uml"
     where = "native" if inside_uml else choose_lab(lab, needs)
     if keep_failed and where == "uml":
@@ -184,6 +182,7 @@ def suite(
     fail_fast: Annotated[bool, typer.Option(help="stop at the first run that fails")] = False,
     lab: LabOption = "auto",
     deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="list the runs, their trials and how long they should take here, and stop")] = False,  # noqa: E501
     verbose: VerboseOption = False,
 ) -> None:
     """Run every scenario of a suite (sweeps expanded), each into its own folder under OUT;
@@ -191,7 +190,7 @@ def suite(
     does not stop the others. Exit 1 when a run failed or failed an expectation."""
     from harness.lab import LABS
     from harness.results import suite_output
-    from harness.scenario import suite_runner
+    from harness.scenario import estimate, suite_runner
 
     _setup(verbose)
     with _reported():
@@ -199,6 +198,11 @@ def suite(
             raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one")
         plan = suite_runner.prepare(suite_file, suite_runner.Options(out, shuffle, seed, resume))
         runner = suite_runner.SuiteRunner(plan, _suite_run(lab, deadline), fail_fast)
+        todo = [run for run in plan.order if runner.outcomes[run.label].status != "kept"]
+        costs = estimate.for_runs(todo, lab, [plan.root, Path("results")])
+        typer.echo(estimate.describe(plan.name, costs), err=True)
+        if dry_run:
+            raise typer.Exit(0)
         try:
             with suite_output.SuiteProgress(runner) as progress:
                 runner.run(progress)
