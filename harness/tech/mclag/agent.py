@@ -36,15 +36,12 @@ from typing import Any
 
 from pyroute2 import IPRoute
 
-from harness.errors import LabError
 from harness.tech.bond.options import OPTIONS, netlink_value
-from harness.tech.lacp.linux import Membership, read_linux
-from harness.tech.lacp.state import PortState
 from harness.tech.mclag import control, fdb, splithorizon
 from harness.tech.mclag.control import Action, AgentConfig, Controller
+from harness.tech.mclag.halves import LocalHalves
 from harness.tech.mclag.heartbeat import (
     AF_BRIDGE,
-    IFF_LOWER_UP,
     IFF_UP,
     HeartbeatPort,
     LinkWatch,
@@ -53,16 +50,6 @@ from harness.tech.mclag.heartbeat import (
 
 log = logging.getLogger("redlab.mclag.agent")
 
-# The bonds' LACP state (no notification tells its changes) is read this often while a
-# half with carrier is down, or a half or a carrier changed in the last HALF_SETTLE_NS,
-# and HALF_POLL_STEADY_NS apart otherwise: a read costs 1.4 ms of a User-mode Linux
-# guest's one CPU per bond, and three bonds per leaf read every 50 ms by two agents at
-# real-time priority starved a whole path's lab (dc_edge). Steady, the slower poll may
-# delay only a half lost with carrier up (LACPDUs lost), after LACP's own 3 s (fast) or
-# 90 s (slow) expiry, by at most HALF_POLL_STEADY_NS.
-HALF_POLL_NS = 50_000_000
-HALF_POLL_STEADY_NS = 200_000_000
-HALF_SETTLE_NS = 3_000_000_000
 # the bridge's FDB is read when a notification says it changed, and this often besides
 # (a safety net): a dump at every heartbeat (10 per second at heartbeat_ms 100) took
 # a quarter of a User-mode Linux guest's one CPU, at real-time priority
@@ -84,10 +71,7 @@ class Agent:
             raise ValueError(f"{', '.join(missing)} (in the config): no such interface here")
         self.index = {name: int(indexes[0]) for name, indexes in found.items()}
         self.servers = {self.index[bond]: s for s, bond in config.dual_homed.items()}
-        # every interface whose notifications may change a local half: bonds, members
-        self.halves = {**self.servers, **{
-            self.index[member]: server for server, bond in config.dual_homed.items()
-            for member in config.members.get(bond, ())}}
+        self.local = LocalHalves(config, self.index)
         self.ports = [HeartbeatPort(path, getattr(config, path)) for path in config.paths]
         self.watch = LinkWatch()
         self.controller = Controller(config, time.monotonic_ns())
@@ -95,10 +79,7 @@ class Agent:
         self.events = config.events.open("a", encoding="utf-8")
         self.downed: list[str] = []  # member ports this agent took down, to bring back
         self.fdb_dirty, self.changed = True, True
-        self.next_beat = self.next_poll = self.next_fdb_read = 0
-        self.settled_at = 0  # until then, the halves are read every HALF_POLL_NS
-        self.membership: dict[str, Membership] = {}
-        self.carrier: dict[int, bool] = {}  # interface index -> carrier (_read_carriers)
+        self.next_beat = self.next_fdb_read = 0
         # what woke the loop, and what it then did: an agent that spins starves its
         # leaf's other processes (stopped: in agent.log)
         self.counts = dict.fromkeys(("loops", "timeouts", "heartbeats_in", "netlink",
@@ -127,7 +108,7 @@ class Agent:
         self._event("started", {"pid": os.getpid(), "cpu_s": round(time.process_time(), 3),
                                 "static_macs_cleared": len(cleared),
                                 "held": list(self.config.held)})
-        self._read_carriers()
+        self.local.read_carriers(self.ipr)
         self._read_halves()
 
     def run(self, stopping: Callable[[], bool], wake: int) -> None:
@@ -141,9 +122,9 @@ class Agent:
                 self.next_beat += heartbeat
                 if self.next_beat <= now:  # the first beat, or a stall: no burst to catch up
                     self.next_beat = now + heartbeat
-            if now >= self.next_poll:
+            if now >= self.local.next_poll:
                 self._read_halves()
-            due = min(self.next_beat, self.next_poll,
+            due = min(self.next_beat, self.local.next_poll,
                       self.controller.deadline_ns() or self.next_beat)
             ready = select.select([*self.ports, self.watch, wake], [], [],
                                   max(0, due - now) / 1e9)[0]
@@ -197,29 +178,18 @@ class Agent:
         for msg in messages:
             if msg["event"] in ("RTM_NEWNEIGH", "RTM_DELNEIGH") and msg["family"] == AF_BRIDGE:
                 self.fdb_dirty = True
-            elif msg["event"] in ("RTM_NEWLINK", "RTM_DELLINK") and msg["index"] in self.halves:
-                self.carrier[msg["index"]] = (msg["event"] == "RTM_NEWLINK"
-                                              and _has_carrier(msg["flags"]))
-                changed.add(self.halves[msg["index"]])
+            elif (msg["event"] in ("RTM_NEWLINK", "RTM_DELLINK")
+                  and (server := self.local.link_changed(msg)) is not None):
+                changed.add(server)
         if overran:  # notifications lost: read the whole state again
             log.warning("netlink notifications overran: reading the bonds and FDB again")
-            self._read_carriers()
+            self.local.read_carriers(self.ipr)
             changed |= set(self.config.dual_homed)
             self.fdb_dirty = True
         for server in sorted(changed):
             self._half(server, now)
-        if changed:  # LACP follows a carrier change over the next seconds: watch closely
-            self.settled_at = now + HALF_SETTLE_NS
-            self.next_poll = min(self.next_poll, now + HALF_POLL_NS)
-
-    def _read_carriers(self) -> None:
-        """Every bond's and member's carrier, asked once; notifications keep it since.
-        (A pyroute2 request costs about 5 ms inside User-mode Linux: two per poll, every
-        50 ms, on each leaf, took a quarter of the guest's one CPU at real-time priority,
-        and the lab's probe starved.)"""
-        self.carrier = {
-            int(link["index"]): _has_carrier(link["flags"])
-            for link in self.ipr.get_links(*self.halves)}
+        if changed:
+            self.local.unsettled(now)
 
     def _read_halves(self) -> None:
         self.counts["half_reads"] += 1
@@ -227,50 +197,10 @@ class Agent:
         before = dict(self.controller.local_up)
         for server in self.config.dual_homed:
             self._half(server, now)
-        if self.controller.local_up != before or self._bundling():
-            self.settled_at = now + HALF_SETTLE_NS
-        self.next_poll = now + (HALF_POLL_NS if now < self.settled_at else HALF_POLL_STEADY_NS)
-
-    def _bundling(self) -> bool:
-        """A half is down while its bond has carrier: LACP may bundle it at any moment,
-        with no notification (a half without carrier waits for one)."""
-        return any(not up and self.carrier.get(self.index[self.config.dual_homed[server]])
-                   for server, up in self.controller.local_up.items())
+        self.local.polled(now, self.controller.local_up, self.controller.local_up != before)
 
     def _half(self, server: str, now: int) -> None:
-        """A local half is up when its bond has carrier AND LACP distributes on one of its
-        members toward a partner that collects, as the bond's status file says (the mux
-        state; no notification tells its changes, hence the poll): a cable back up is not
-        a half back until LACP has
-        bundled it (SONiC waits for its port channel, vPC for its delay-restore), or
-        frames for the server go to a member that drops them; and a half goes down
-        without any carrier change when LACP stops distributing (its LACPDUs lost).
-
-        Not the bond's carrier alone, nor its member's "active" flag: a bond whose
-        aggregator has heard no partner yet enables its ports at once (Linux's fallback
-        for a partner without LACP), 2.4 s before the server's end collects (seen in UML:
-        a fail-back gap of 2,323 ms against 20 ms with the status file)."""
-        bond = self.config.dual_homed[server]
-        names = [bond, *self.config.members.get(bond, ())]
-        carrier = {name: self.carrier.get(self.index[name], False) for name in names}
-        try:
-            side = read_linux(bond)
-            # Membership: a member back from a carrier loss shows its old, distributing
-            # state for one LACP tick before the state machine resets it ...
-            members = frozenset(
-                m for m in self.membership.setdefault(bond, Membership()).update(side)
-                # ... and the server's end must collect: Linux's mux (coupled control)
-                # distributes once the partner is in sync, not once it collects; a
-                # server's member that joined its aggregator late dropped what a rebooted
-                # leaf sent it for 320 ms (UML). The partner's LACPDU says it collects.
-                if (partner := side.members[m].partner) is not None
-                and PortState.COLLECTING in partner.state)
-        except LabError:  # the bond is gone: no half
-            members = frozenset()
-        # A member's own carrier counts at once: the bond notices its loss only at its
-        # next MII check (up to miimon later), and the peer's traffic waits on this news.
-        up = carrier[bond] and any(carrier.get(m, False) for m in members)
-        self._execute(self.controller.on_local_half(server, up, now))
+        self._execute(self.controller.on_local_half(server, self.local.up(server), now))
 
     def _refresh_macs(self, now: int) -> None:
         self.counts["fdb_reads"] += 1
@@ -358,10 +288,6 @@ class Agent:
         tmp = self.config.status.with_name(self.config.status.name + ".tmp")
         tmp.write_text(json.dumps(status, indent=1) + "\n")
         os.replace(tmp, self.config.status)
-
-
-def _has_carrier(flags: int) -> bool:
-    return bool(flags & IFF_UP and flags & IFF_LOWER_UP)
 
 
 def main(argv: list[str] | None = None) -> int:
