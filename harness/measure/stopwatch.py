@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+TIMING_FILE = "timing.json"  # in a trial's folder: where its wall time went
+
 
 class Stopwatch:
     """Seconds per named phase; a phase timed twice adds up."""

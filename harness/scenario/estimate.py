@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.measure.stopwatch import TIMING_FILE
+
 if TYPE_CHECKING:
     from harness.scenario.suite_runner import PlannedRun
 
-TIMING_FILE = "timing.json"  # as harness.scenario.runner writes it
 TRAFFIC_PHASE = "traffic"
 # Overheads seen on 2 cores (this stop's runs): a bond or MC-LAG trial in User-mode Linux
 # 14-50 s beyond its traffic, a VRRP trial natively about 12 s.

@@ -30,7 +30,7 @@ from harness.measure import counters
 from harness.measure.gapprobe import GapProbeRun
 from harness.measure.iperf import IperfRun, IperfSettings
 from harness.measure.probe import ProbeRun, ProbeSettings
-from harness.measure.stopwatch import Stopwatch
+from harness.measure.stopwatch import TIMING_FILE, Stopwatch
 from harness.results import summary
 from harness.results.events import EventLog
 from harness.results.plot import DEFER_ENV, draw_trial
@@ -49,7 +49,6 @@ PROBE_TAIL_S = 1.5  # redlab-probe is ended this long after iperf3's traffic
 IRTT_TAIL_S = 3.0  # irtt runs for the traffic plus this, from before iperf3 connects
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
 PROBE_STEP_MARGIN_S = 0.5  # the probe must run at least this long after each step starts
-TIMING_FILE = "timing.json"  # where the trial's wall time went (measure.stopwatch)
 # A trial whose path was not steady before its failure (summary.steadiness: a starved
 # guest) measured the lab, not the failure: it is run again this many times, its folder
 # kept under discarded/ and named in metadata.json.

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from harness.measure.stopwatch import TIMING_FILE
 from harness.scenario import estimate
 
 from ..conftest import redlab
@@ -17,7 +18,7 @@ def write_run(root: Path, scenario: str, totals: list[float], traffic_s: float =
     for number, total in enumerate(totals, start=1):
         trial = root / f"trial-{number:03d}"
         trial.mkdir()
-        (trial / estimate.TIMING_FILE).write_text(json.dumps(
+        (trial / TIMING_FILE).write_text(json.dumps(
             {"phases_s": {"wiring": 5.0, "traffic": traffic_s}, "total_s": total}))
 
 
