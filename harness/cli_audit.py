@@ -39,7 +39,7 @@ def audit(
     server: Annotated[str, typer.Option(help="the host iperf3 sends from")] = "srv",
     client: Annotated[str, typer.Option(help="the host that receives and reports")] = "cli",
     max_trials: Annotated[int, typer.Option(min=1, help="refuse an audit of more trials")] = 60,  # noqa: E501
-    hold: Annotated[float, typer.Option(min=0.5, max=600, help="seconds each unit stays failed: longer than the slowest timer that recovers the path")] = 3.0,  # noqa: E501
+    hold: Annotated[float | None, typer.Option(min=0.5, max=600, help="seconds each unit stays failed: longer than the slowest timer that recovers the path (default 3)")] = None,  # noqa: E501
     out: Annotated[Path | None, typer.Option(help="audit folder (default: results/audit-<topology>-<time>)")] = None,  # noqa: E501
     resume: Annotated[bool, typer.Option(help="continue the audit in --out: complete trials are kept")] = False,  # noqa: E501
     lab: Annotated[str, typer.Option(help="where the labs run: auto, native or uml")] = "auto",
@@ -58,7 +58,7 @@ def audit(
 
 def run_audit(topology: str, param: list[str], order: int, endpoints: tuple[str, str],
               max_trials: int, out: Path | None, resume: bool, lab: str,
-              deadline: float, hold: float = 3.0) -> list[dict[str, Any]]:
+              deadline: float, hold: float | None = None) -> list[dict[str, Any]]:
     from harness.audit import graph, plan, units, verdict
     from harness.audit.draw import draw
     from harness.cli import parse_params
@@ -75,7 +75,8 @@ def run_audit(topology: str, param: list[str], order: int, endpoints: tuple[str,
     trials = [plan.Trial(n, s) for n, s in
               enumerate(units.unit_sets(found, order, max_trials), start=1)]
     predicted = graph.predict(topo, [t.units for t in trials], endpoints)
-    docs = [plan.scenario_doc(topo, overrides, trial, endpoints, hold) for trial in trials]
+    docs = [plan.scenario_doc(topo, overrides, trial, endpoints,
+                              plan.HOLD_S if hold is None else hold) for trial in trials]
     for trial, doc in zip(trials, docs, strict=True):  # each as redlab run will check it
         Scenario.model_validate(doc).check_against(topo, Path(f"{trial.label}.yaml"))
     root = _folder(out, topology, resume)
