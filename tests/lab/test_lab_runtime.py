@@ -241,6 +241,29 @@ def test_two_guests_at_once_are_separate_kernels(journal: Journal) -> None:
     assert leftovers(journal.run_id) == []
 
 
+@needs_uml
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one host CPU: nothing to pin")
+def test_each_guest_is_held_on_a_host_cpu_of_its_own(journal: Journal) -> None:
+    """Pinned, a guest's system calls stop crossing CPUs (harness/lab/uml_cpu.py); two
+    guests at once get different CPUs, and every host process of a guest inherits it."""
+    guests = []
+    try:
+        for _ in range(2):
+            guest = uml.start_guest(GuestSpec(argv=["sleep", "60"], cwd=REPO),
+                                    journal=journal, stream=False)
+            guests.append(guest)
+            timeouts.wait_for("the guest to start its command",
+                              lambda g=guest: (g.ctl / "started").exists(), timeouts.UML_BOOT)
+        held = [{frozenset(os.sched_getaffinity(pid))
+                 for pid in harness.journal.group_members(g.proc.pid)} for g in guests]
+        assert all(len(cpus) == 1 and len(next(iter(cpus))) == 1 for cpus in held), held
+        assert held[0] != held[1], held
+    finally:
+        for guest in guests:
+            guest.end()
+    assert leftovers(journal.run_id) == []
+
+
 # -- a host process that dies while its guest runs ----------------------------------
 
 CHILD = """
