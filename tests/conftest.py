@@ -45,7 +45,10 @@ def read_rows(path: Path) -> list[dict[str, str]]:
 # (seen in CI: a one-CPU guest waited 22 s for LACPDUs its Open vSwitch never got to
 # read, on a host whose other tenants took the CPU): such a run gets one more try, and
 # the terminal summary names it with the host's load.  A run that fails twice fails.
-RETRY_ON = ("timed out after", "did not negotiate within")
+# So does a run whose trial was not steady before its failure, twice (the runner's own
+# second try included).
+UNSTEADY = "the lab's path was not steady before the failure"
+RETRY_ON = ("timed out after", "did not negotiate within", UNSTEADY)
 
 
 def host_cpu() -> tuple[int, int]:
@@ -71,13 +74,26 @@ def run_scenario(tmp_path_factory, scenario: str, *params: str,
         done = redlab("run", f"scenarios/{scenario}.yaml", *args, "--out", str(out),
                       timeout=timeout)
         print(done.stdout[-3000:], done.stderr[-3000:])
-        if done.returncode == 0 or attempt == 2 or not any(m in done.stderr for m in RETRY_ON):
-            break
         error = next((line for line in done.stderr.splitlines() if "error:" in line), "")
+        if done.returncode == 0:
+            error = unsteady(out)
+        if not error or attempt == 2 or not any(m in error for m in RETRY_ON):
+            break
         LAB_REPORT.append(f"RETRIED {scenario} {' '.join(params)}: {error.strip()}"
                           f" ({host_load(since)}); the first try is kept in {out}")
     assert done.returncode == 0, f"{done.stderr[-3000:]}\n({host_load(since)})"
+    assert not error, f"{error} ({host_load(since)}); the run is in {out}"
     return out
+
+
+def unsteady(out: Path) -> str:
+    """What the run's summary says of a trial whose path was not steady before its
+    failure (the runner ran it twice already), or ""."""
+    for row in read_rows(out / "summary.csv"):
+        if row.get("steady_before_failure") == "False":
+            return (f"{UNSTEADY}: trial {row['trial']}, baseline round trip"
+                    f" {row['baseline_rtt_ms'] or '-'} ms, {row['baseline_loss_pct']} % lost")
+    return ""
 
 
 def trial_events(out: Path, kind: str, trial: int = 1) -> list[dict[str, str]]:

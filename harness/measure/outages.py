@@ -102,6 +102,7 @@ class Outage:
     last_arrival_before_ns: int | None = None  # arrival-side view, when it was recorded
     first_arrival_after_ns: int | None = None
     delivered_inside: int = 0                  # packets let through inside a merged outage
+    pieces: int = 1                            # runs of loss merged or joined into it
 
     @property
     def open_start(self) -> bool:
@@ -151,6 +152,11 @@ class Outage:
         """Where the outage starts on the time line, its first lost send if that side is open."""
         return self.first_lost_sent_ns if self.start_ns is None else self.start_ns
 
+    def holds(self, other: Outage) -> bool:
+        """Whether ``other`` is this outage or a run merged or joined into it."""
+        return (self.first_lost_seq <= other.first_lost_seq
+                and other.last_lost_seq <= self.last_lost_seq)
+
     def covers(self, t_ns: int) -> bool:
         after_start = self.start_ns is None or self.start_ns <= t_ns
         before_end = self.end_ns is None or t_ns <= self.end_ns
@@ -168,7 +174,7 @@ def find_outages(packets: Sequence[Packet], direction: Direction = "round_trip",
     fail-back soon after a fail-over is a second outage that merging would hide.
     """
     seq = sorted((p for p in packets if sent_in(p, direction)), key=lambda p: p.seqno)
-    runs: list[tuple[int, int]] = []  # (first, last) index into seq
+    runs: list[tuple[int, int, int]] = []  # (first, last) index into seq, runs merged
     i = 0
     while i < len(seq):
         if delivered_in(seq[i], direction):
@@ -178,11 +184,46 @@ def find_outages(packets: Sequence[Packet], direction: Direction = "round_trip",
         while j + 1 < len(seq) and not delivered_in(seq[j + 1], direction):
             j += 1
         if runs and i - runs[-1][1] - 1 < merge_gap_packets:
-            runs[-1] = (runs[-1][0], j)
+            runs[-1] = (runs[-1][0], j, runs[-1][2] + 1)
         else:
-            runs.append((i, j))
+            runs.append((i, j, 1))
         i = j + 1
-    return [_outage(seq, a, b, direction) for a, b in runs]
+    return [replace(_outage(seq, a, b, direction), pieces=n) for a, b, n in runs]
+
+
+def joined(first: Outage, outages: Iterable[Outage], return_ns: int, min_run_ns: int,
+           until_ns: int | None = None) -> Outage:
+    """``first`` grown by the outages after it that are the same disruption: each that
+    lasts ``min_run_ns`` or more and begins less than ``return_ns`` after the grown outage
+    ends (the probe was back for less than that), and before ``until_ns`` (a repair: what
+    follows it is the repair's).  Shorter runs inside are counted in, not joined on their
+    own, so a saturated link's stray drops do not stretch an outage.
+
+    A failure that takes effect in steps loses, briefly gets traffic through, and loses
+    again: a dying leaf's queued frames drain before the path goes dark, a leaf and the
+    VRRP master behind it die in turn, an MC-LAG secondary reverts its system id after the
+    peer timeout.  Its cost runs from the first loss to the end of the last such run
+    (RFC 6412's full convergence: until forwarding is back and stays back).
+    """
+    grown, skipped = first, []
+    for o in sorted((o for o in outages if o.first_lost_seq > first.last_lost_seq),
+                    key=lambda o: o.first_lost_seq):
+        if (grown.end_ns is None or o.start_ns is None or o.start_ns - grown.end_ns >= return_ns
+                or (until_ns is not None and o.first_lost_sent_ns >= until_ns)):
+            break
+        if o.end_ns is not None and o.end_ns - o.start_ns < min_run_ns:
+            skipped.append(o)
+            continue
+        for piece in (*skipped, o):
+            between = piece.first_lost_seq - grown.last_lost_seq - 1
+            grown = replace(grown, last_lost_seq=piece.last_lost_seq, lost=grown.lost + piece.lost,
+                            end_ns=piece.end_ns, last_lost_sent_ns=piece.last_lost_sent_ns,
+                            first_arrival_after_ns=piece.first_arrival_after_ns,
+                            delivered_inside=(grown.delivered_inside + between
+                                              + piece.delivered_inside),
+                            pieces=grown.pieces + piece.pieces)
+        skipped = []
+    return grown
 
 
 def _outage(seq: Sequence[Packet], a: int, b: int, direction: Direction) -> Outage:
@@ -257,9 +298,10 @@ class ProbeAnalysis:
     def worst_outage_between(self, t_ns: int, until_ns: int,
                              besides: Outage | None = None) -> Outage | None:
         """The outage that lost most among those covering ``t_ns`` or beginning before
-        ``until_ns`` (``besides`` left out): what a repair cost, however late its
-        consequences came (a rebooted switch rejoins seconds after its power)."""
-        found = [o for o in self.outages if o != besides
+        ``until_ns`` (``besides`` and the runs joined into it left out): what a repair
+        cost, however late its consequences came (a rebooted switch rejoins seconds after
+        its power)."""
+        found = [o for o in self.outages if not (besides and besides.holds(o))
                  and (o.covers(t_ns) or t_ns <= o.begin_ns <= until_ns)]
         return max(found, key=lambda o: o.lost, default=None)
 

@@ -25,8 +25,8 @@ SCHEMA_VERSION = 4
 SUMMARY_COLUMNS = [
     "scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms",
     "failover_gap_estimate_ms", "failover_gap_floor_ms", "failover_arrival_gap_ms",
-    "loss_gap_ms", "gap_up_ms",
-    "gap_down_ms", "outage_start_s", "outages", "failback_gap_ms", "lost_packets", "lost_up",
+    "loss_gap_ms", "gap_up_ms", "gap_down_ms", "outage_start_s", "outages",
+    "failover_outages", "failback_gap_ms", "lost_packets", "lost_up",
     "lost_down", "probe_packets", "probe_interval_ms", "duplicates", "reordered",
     "throughput_before_mbps", "throughput_during_mbps", "throughput_after_mbps",
     "recovery_90_ms", "active_before", "active_after", "failover_detected_ms",

@@ -29,6 +29,12 @@ from harness.results.samples import read_events
 
 # A failure's outage may begin after the event (a timer must expire first): look this far.
 EVENT_OUTAGE_WITHIN_S = 5.0
+# A failure's outage goes on through a return of the probe shorter than this, up to the
+# end of the last run of loss at least SAME_OUTAGE_MIN_RUN_MS long (outages.joined): a
+# leaf and the VRRP master behind it die, 56 ms lost, 99 ms back, 1.9 s lost, cost 2 s,
+# not 56 ms.  Shorter runs (a saturated link's stray drops) count in without stretching it.
+SAME_OUTAGE_RETURN_MS = 1000
+SAME_OUTAGE_MIN_RUN_MS = 20
 # The path must carry the probe in the second before the failure, or the trial measures
 # the lab's own trouble, not the failure (a starved guest: 20 s round trips, all lost).
 # A quiet lab answers in well under 1 ms; a saturated 10 Mbit/s LAG in ~50 ms, losing 3 %.
@@ -121,13 +127,18 @@ def failover_outage(packets: Sequence[Packet], failure_ns: int, call_ns: int = 0
     it may have taken effect from the call's start, and an outage that fast can be over
     by the stamp (seen in UML: lost from 3.011 to 3.051 s, a cut called from 3.011 to
     3.092 s), so the search starts there. An outage that begins after the repair
-    (``repair_ns``) is the repair's, not the failure's."""
+    (``repair_ns``) is the repair's, not the failure's.  Later runs of loss that are the
+    same disruption are joined on (SAME_OUTAGE_RETURN_MS); ``pieces`` counts them."""
     rt = outages.analyse(packets, "round_trip")
     start_ns = failure_ns - call_ns // 2
     within_ns = int(EVENT_OUTAGE_WITHIN_S * 1e9)
     if repair_ns is not None:
         within_ns = max(0, min(within_ns, repair_ns - start_ns))
-    return rt.outage_for_event(start_ns, within_ns)
+    found = rt.outage_for_event(start_ns, within_ns)
+    if found is None:
+        return None
+    return outages.joined(found, rt.outages, int(SAME_OUTAGE_RETURN_MS * 1e6),
+                          int(SAME_OUTAGE_MIN_RUN_MS * 1e6), repair_ns)
 
 
 def failure_call_ns(facts: Mapping[str, Any]) -> int:
@@ -221,6 +232,7 @@ def base_columns(trial: TrialRecord) -> dict[str, Any]:
         "outage_start_s": (round((failover.start_ns - trial.t0_ns) / 1e9, 6)
                            if failover and failover.start_ns else math.nan),
         "outages": len(rt.outages),
+        "failover_outages": failover.pieces if failover else none_lost,
         "failback_gap_ms": _figure(failback, "duration_ms", 0.0),
         "lost_packets": rt.lost,
         "lost_up": by_dir["up"].lost,

@@ -6,17 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from ..conftest import LAB_REPORT, read_rows, redlab
+from ..conftest import LAB_REPORT, read_rows, run_scenario
 
 pytestmark = pytest.mark.lab
 
 
 @pytest.fixture(scope="module")
 def switch_death(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("swdeath") / "run"
-    done = redlab("run", "scenarios/bond-single-switch-death.yaml", "--out", str(out))
-    assert done.returncode == 0, done.stderr[-3000:]
-    return out
+    return run_scenario(tmp_path_factory, "bond-single-switch-death")
 
 
 def test_traffic_stops_for_as_long_as_the_switch_is_down(switch_death):

@@ -106,6 +106,37 @@ def test_runs_split_by_a_few_delivered_probes_merge_only_when_asked():
     assert (merged.start_ns, merged.end_ns) == (99 * MS, 140 * MS)
 
 
+def test_a_loss_that_comes_back_briefly_and_resumes_is_one_disruption_joined():
+    """A leaf and the VRRP master behind it die in turn: 51 ms lost, 100 ms back, 1 s
+    lost.  The failure cost the whole of it, two runs."""
+    got = analyse(trace(3000, lose(range(100, 151)) | lose(range(251, 1251))))
+    first, second = got.outages
+    grown = outages.joined(first, got.outages, return_ns=1000 * MS, min_run_ns=20 * MS)
+    assert (grown.first_lost_seq, grown.last_lost_seq, grown.pieces) == (100, 1250, 2)
+    assert (grown.start_ns, grown.end_ns) == (first.start_ns, second.end_ns)
+    assert (grown.lost, grown.delivered_inside) == (1051, 100)
+    assert grown.holds(first) and grown.holds(second) and not first.holds(second)
+
+
+def test_stray_drops_after_an_outage_count_in_only_when_a_real_run_follows():
+    strays = lose(range(300, 301)) | lose(range(500, 501)) | lose(range(700, 705))
+    alone = analyse(trace(3000, lose(range(100, 151)) | strays))
+    grown = outages.joined(alone.outages[0], alone.outages, 1000 * MS, 20 * MS)
+    assert grown == alone.outages[0]  # a saturated link's drops do not stretch it
+    then = analyse(trace(3000, lose(range(100, 151)) | strays | lose(range(900, 930))))
+    grown = outages.joined(then.outages[0], then.outages, 1000 * MS, 20 * MS)
+    assert (grown.last_lost_seq, grown.lost, grown.pieces) == (929, 51 + 7 + 30, 5)
+
+
+@pytest.mark.parametrize("why", ["back for a second", "after the repair"])
+def test_a_later_outage_stays_its_own(why):
+    later = range(1152, 1300) if why == "back for a second" else range(200, 300)
+    got = analyse(trace(3000, lose(range(100, 151)) | lose(later)))
+    until = 180 * MS if why == "after the repair" else None
+    assert outages.joined(got.outages[0], got.outages, 1000 * MS, 20 * MS,
+                          until_ns=until) == got.outages[0]
+
+
 def test_reordering_counts_every_packet_arriving_below_the_highest_seqno_seen():
     # Packet 5 is fast on the down leg and overtakes 1-4: RFC 4737 counts 1, 2, 3 and 4
     # (irtt's late_packets, comparing with the previous arrival only, would say 1).

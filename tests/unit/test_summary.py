@@ -217,6 +217,16 @@ def test_the_repair_costs_its_worst_outage_not_just_its_first(tmp_path):
     assert row["outages"] == 2 and row["failover_gap_ms"] == 0.0
 
 
+def test_a_failure_that_takes_effect_in_steps_costs_all_its_steps(tmp_path):
+    # lost 100-109, back 110-114, lost 115-139 before the repair at 150 ms: one outage
+    # of two runs, and the repair's worst outage is not a piece of it
+    run = write_run(tmp_path / "run", {1: {"lost": set(range(100, 110)) | set(range(115, 140))}})
+    row = summary.trial_row(run / "trial-001")
+    assert row["failover_gap_ms"] == pytest.approx(41.0)  # sends 99 -> 140
+    assert (row["outages"], row["failover_outages"], row["failback_gap_ms"]) == (2, 2, 0.0)
+    assert row["lost_packets"] == 35 and row["recovered_before_restore"] is True
+
+
 def test_an_interrupted_iperf3_costs_its_throughput_not_the_trial(tmp_path):
     # iperf3 interrupted (its control connection blackholed): an error beside the
     # intervals it measured, or no JSON at all; the probe's figures stand either way
