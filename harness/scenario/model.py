@@ -153,7 +153,7 @@ class Scenario(Strict):
     def check_against(self, topo: Topology, path: Path) -> None:
         """Every step names a node, interface and daemon the topology has: caught before
         bring-up."""
-        from harness.tech.registry import declared_daemons
+        from harness.tech.registry import aliases, declared_daemons
 
         daemons = declared_daemons(topo)
         problems = []
@@ -170,9 +170,10 @@ class Scenario(Strict):
                 problems.append(f"steps.{number}: {step.node} runs no {step.daemon}"
                                 f" (daemons in this topology: {running})")
             if step.interface in ("active", "probe"):
-                if not any(b.node == step.node for b in topo.bonds):
+                if step.interface not in aliases(topo, step.node):
                     problems.append(f"steps.{number}: interface {step.interface!r} needs a"
-                                    f" bond on {step.node}, which has none")
+                                    f" bond (or a team, for 'active') on {step.node},"
+                                    " which has none")
             elif step.interface is not None:
                 ends = topo.cable_ends(step.node)
                 if step.interface not in ends:

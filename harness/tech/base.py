@@ -140,6 +140,12 @@ class Technology:
         until what this technology runs there brings them up (after :meth:`rebooted`)."""
         return []
 
+    @classmethod
+    def aliases(cls, topo: Topology, node: str) -> tuple[str, ...]:
+        """The symbolic interface names (``active``) a scenario may give on ``node``,
+        resolved by :meth:`interface_alias` while the lab runs."""
+        return ()
+
     def interface_alias(self, node: str, alias: str) -> str | None:
         """The interface a scenario's symbolic name means on ``node`` now, if this
         technology knows the name."""

@@ -1,5 +1,6 @@
 """The technologies a lab can hold, in the order a lab builds and starts them (and stops
-them in reverse): Open vSwitch bridges and kernel bonds first, an MC-LAG pair's bridges
+them in reverse): Open vSwitch bridges and kernel bonds first, teams (teamd) beside
+the bonds once the LAGs they face exist, an MC-LAG pair's bridges
 and control plane around its bonds, LACP once both ends of its bundles exist, VRRP last
 (its routers' interfaces must be up and addressed).
 
@@ -13,11 +14,12 @@ from harness.tech.bond.plugin import Bonds
 from harness.tech.lacp.plugin import LacpNegotiation
 from harness.tech.mclag.plugin import McLag
 from harness.tech.ovs.plugin import OvsSwitches
+from harness.tech.team.plugin import Teams
 from harness.tech.vrrp.plugin import VrrpRouters
 from harness.topology.model import Topology
 
-TECHNOLOGIES: tuple[type[Technology], ...] = (OvsSwitches, Bonds, McLag, LacpNegotiation,
-                                              VrrpRouters)
+TECHNOLOGIES: tuple[type[Technology], ...] = (OvsSwitches, Bonds, Teams, McLag,
+                                              LacpNegotiation, VrrpRouters)
 
 
 def technologies_for(topo: Topology) -> list[type[Technology]]:
@@ -43,3 +45,8 @@ def kernel_features(topo: Topology) -> list[str]:
     """The kernel features a lab of ``topo`` needs beyond every lab's, in a stable order."""
     return list(dict.fromkeys(f for tech in technologies_for(topo)
                               for f in tech.kernel_features))
+
+
+def aliases(topo: Topology, node: str) -> set[str]:
+    """The symbolic interface names a scenario may give on ``node`` (``active``)."""
+    return {a for tech in technologies_for(topo) for a in tech.aliases(topo, node)}

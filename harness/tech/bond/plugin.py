@@ -75,6 +75,11 @@ class Bonds(Technology):
     def read(self, node: str, name: str | None = None) -> BondState:
         return netlink.read_bond(self.lab.ipr(node), self.lab.topo.bond(node, name).name)
 
+    @classmethod
+    def aliases(cls, topo: Topology, node: str) -> tuple[str, ...]:
+        """``active``, and ``probe`` (the member the probe's packets leave on)."""
+        return ("active", "probe") if any(b.node == node for b in topo.bonds) else ()
+
     def interface_alias(self, node: str, alias: str) -> str | None:
         """``active``: the member ``node``'s bond sends on now."""
         if alias != "active" or not any(b.node == node for b in self.lab.topo.bonds):
