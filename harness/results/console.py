@@ -60,13 +60,8 @@ def trial_figures(row: Mapping[str, Any]) -> str:
 
 
 def redundancy(row: Mapping[str, Any]) -> str:
-    """What the redundancy mechanism did in a trial, in one phrase."""
-    if "vrrp_master_before" in row:
-        dual = (f", two masters for {row['vrrp_dual_master_ms']} ms"
-                if row["vrrp_masters_max"] > 1 else "")
-        return (f"VRRP master {row['vrrp_master_before']} -> {row['vrrp_new_master'] or 'none'}"
-                f" after {row['vrrp_takeover_ms']} ms (master down interval"
-                f" {row['vrrp_master_down_ms']} ms){dual}, {row['vrrp_master_after']} at the end")
-    if "active_before" in row:
-        return f"active {row['active_before']} -> {row['active_after']}"
-    return "no bond or VRRP in this topology"
+    """What the redundancy mechanisms did in a trial, a phrase each (Technology.phrase)."""
+    from harness.tech.registry import TECHNOLOGIES
+
+    said = [p for tech in TECHNOLOGIES if (p := tech.phrase(row))]
+    return "; ".join(said) or "no mechanism of this topology reports what it did"

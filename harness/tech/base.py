@@ -168,6 +168,12 @@ class Technology:
         ``row``: the columns computed so far, read-only."""
         return {}
 
+    @staticmethod
+    def phrase(row: Mapping[str, Any]) -> str | None:
+        """What it did in the trial of summary ``row``, in a few words for the terminal
+        ("active srv:eth0 -> srv:eth1"); None where the row has none of its columns."""
+        return None
+
     @classmethod
     def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
         """The period of this technology's clock that ``step``'s failure races against

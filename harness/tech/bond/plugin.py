@@ -135,6 +135,12 @@ class Bonds(Technology):
             "probe_sends_in_failover": sends,
         }
 
+    @staticmethod
+    def phrase(row: Mapping[str, Any]) -> str | None:
+        if "active_before" not in row:
+            return None
+        return f"active {row['active_before']} -> {row['active_after']}"
+
     @classmethod
     def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
         """A lost carrier is seen at the next MII check (or ARP monitor round)."""

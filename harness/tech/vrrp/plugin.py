@@ -152,6 +152,16 @@ class VrrpRouters(Technology):
             trial.t0_ns, failure_ns, since_ns, restore["t_ns"] if restore else None,
             trial.end_ns)
 
+    @staticmethod
+    def phrase(row: Mapping[str, Any]) -> str | None:
+        if "vrrp_master_before" not in row:
+            return None
+        dual = (f", two masters for {row['vrrp_dual_master_ms']} ms"
+                if row["vrrp_masters_max"] > 1 else "")
+        return (f"VRRP master {row['vrrp_master_before']} -> {row['vrrp_new_master'] or 'none'}"
+                f" after {row['vrrp_takeover_ms']} ms (master down interval"
+                f" {row['vrrp_master_down_ms']} ms){dual}, {row['vrrp_master_after']} at the end")
+
     @classmethod
     def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
         """A master's death, crash, lost link or silenced adverts race the backup's
