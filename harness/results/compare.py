@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from harness.errors import ConfigError
 from harness.results.recheck import runs_in
@@ -235,6 +234,8 @@ def bootstrap_interval(baseline: np.ndarray, candidate: np.ndarray) -> tuple[flo
     """95 % percentile-bootstrap interval of median(candidate) - median(baseline)."""
     if len(baseline) < 2 or len(candidate) < 2:
         return math.nan, math.nan
+    from scipy import stats  # half a second to load: not for a command given bad input
+
     with warnings.catch_warnings():  # identical trials: a degenerate, yet right, interval
         warnings.simplefilter("ignore")
         result = stats.bootstrap((candidate, baseline), _median_difference, vectorized=True,
@@ -252,6 +253,8 @@ def p_worse(baseline: np.ndarray, candidate: np.ndarray, larger_worse: bool,
     inside the margin, so the test almost never crosses alpha however the medians fall.
     With tied values the exact distribution comes from a permutation test (scipy's
     normal approximation would claim significance that 3 vs 3 trials cannot give)."""
+    from scipy import stats
+
     shifted = candidate - margin if larger_worse else candidate + margin
     ties = len(np.unique(np.concatenate([baseline, shifted]))) < len(baseline) + len(shifted)
     method: Any = stats.PermutationMethod(rng=np.random.default_rng(SEED)) if ties else "auto"

@@ -21,7 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 import numpy as np
@@ -29,8 +29,10 @@ import pandas as pd
 
 from harness.errors import ConfigError
 from harness.results import console
-from harness.results import report_figures as figures
 from harness.results.recheck import runs_in
+
+if TYPE_CHECKING:
+    from harness.results import report_figures
 
 REPORT_NAME = "report.html"
 GAP = "failover_gap_ms"
@@ -173,14 +175,14 @@ def _order(value: Any) -> tuple[int, float, str]:
     return (0, number, "") if not math.isnan(number) else (1, 0.0, _text(value))
 
 
-def position(run: Run, label: str) -> figures.GapPosition:
+def position(run: Run, label: str) -> report_figures.GapPosition:
     """The run's trials of the figure its prediction tests, and the window (the union,
     should its trials' windows differ)."""
     windows = run.windows()
     figure = Counter(w.figure for w in windows).most_common(1)[0][0] if windows else GAP
     bands = [w.band for w in windows if w.band is not None and w.figure == figure]
     band = (min(b[0] for b in bands), max(b[1] for b in bands)) if bands else None
-    return figures.GapPosition(label, figure, tuple(run.values(figure)), band)
+    return _figures().GapPosition(label, figure, tuple(run.values(figure)), band)
 
 
 def gap_plots(runs: list[Run]) -> list[tuple[str, str]]:
@@ -194,12 +196,12 @@ def gap_plots(runs: list[Run]) -> list[tuple[str, str]]:
         positions = [position(run, " ".join(f"{n}={run.params.get(n)}" for n in shown))
                      for run in group]
         plots.append((f"against {name} ({scenario})",
-                      _uri(figures.png(figures.gap_figure(positions, name)))))
+                      _uri(_figures().png(_figures().gap_figure(positions, name)))))
         covered |= {run.name for run in group}
     rest = [run for run in runs if run.name not in covered and len(run.rows)]
     if rest:
         plots.append(("per run" if len(rest) > 1 else f"of {label(rest[0], runs)}",
-                      _uri(figures.png(figures.gap_figure(
+                      _uri(_figures().png(_figures().gap_figure(
                           [position(r, label(r, runs)) for r in rest], "run")))))
     return plots
 
@@ -262,7 +264,7 @@ def trial_cards(runs: list[Run], out: Path) -> list[dict[str, Any]]:
             if plot.is_file():
                 card["href"] = urllib.parse.quote(
                     Path(os.path.relpath(plot, out.parent)).as_posix())
-                card["thumbnail"] = _uri(figures.thumbnail(plot))
+                card["thumbnail"] = _uri(_figures().thumbnail(plot))
             cards.append(card)
     return cards
 
@@ -330,7 +332,7 @@ def render(folder: Path, runs: list[Run], out: Path, calibration: Path | None = 
         folder=folder, created=f"{datetime.now():%Y-%m-%d %H:%M}", overall=overall,
         overall_said=said, runs=run_rows(runs), trials=trials,
         gap_plots=gap_plots(runs),
-        cdf=_uri(figures.png(figures.cdf_figure(
+        cdf=_uri(_figures().png(_figures().cdf_figure(
             {label(r, runs): r.values(GAP) for r in measured}))),
         capacity=_capacity(measured, runs), cards=trial_cards(runs, out), environment=env,
         audit=_audit(folder))
@@ -355,22 +357,22 @@ def _audit(folder: Path) -> dict[str, Any] | None:
 
 
 def _capacity(measured: list[Run], runs: list[Run]) -> str | None:
-    shown = [figures.Capacity(label(r, runs), tuple(r.values("throughput_before_mbps")),
+    shown = [_figures().Capacity(label(r, runs), tuple(r.values("throughput_before_mbps")),
                               tuple(r.values("throughput_during_mbps")),
                               _median(r.values("capacity_retained_pct")))
              for r in measured]
     if not any(math.isfinite(v) for c in shown for v in (*c.before, *c.during)):
         return None
-    return _uri(figures.png(figures.capacity_figure(shown)))
+    return _uri(_figures().png(_figures().capacity_figure(shown)))
 
 
 def write_report(folder: Path, out: Path | None = None,
                  calibration: Path | None = None) -> Path:
     """Write FOLDER's report (default FOLDER/report.html) and return its path; on bad
     input a ConfigError, and nothing is written.  What a suite calls when it ends."""
+    runs = load_runs(folder)  # bad input is told before the figures' libraries load
     from harness.results.compare_output import check_outputs
 
-    runs = load_runs(folder)
     out = out or folder / REPORT_NAME
     check_outputs(out)
     html = render(folder, runs, out, calibration)
@@ -381,3 +383,11 @@ def write_report(folder: Path, out: Path | None = None,
     finally:
         tmp.unlink(missing_ok=True)
     return out
+
+
+def _figures() -> Any:
+    """The figure drawing module, imported when a report is drawn: matplotlib takes
+    most of a second to load, which bad input should not wait for."""
+    from harness.results import report_figures
+
+    return report_figures
