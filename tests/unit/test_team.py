@@ -93,3 +93,16 @@ def test_an_activebackup_team_is_ready_with_an_active_port_and_every_link():
     dump["ports"]["eth1"]["link_watches"]["up"] = False
     assert state.ready_problem(dump, ("eth0", "eth1")) == "ports ['eth1'] have no link"
     assert state.ready_problem(None, ("eth0",)) == "teamd does not answer"
+
+
+def test_the_terminal_line_says_what_each_mechanism_of_the_row_did():
+    from harness.results.console import redundancy
+
+    team = {"team_ports_before": "srv:team0:eth0", "team_ports_after": "srv:team0:eth1",
+            "team_failover_detected_ms": 97.8}
+    assert redundancy(team) == ("team ports srv:team0:eth0 -> srv:team0:eth1, moved"
+                                " 97.8 ms after the failure")
+    both = {**team, "active_before": "cli:eth0", "active_after": "cli:eth1"}
+    assert redundancy(both).split("; ") == ["active cli:eth0 -> cli:eth1",
+                                            redundancy(team)]
+    assert redundancy({}) == "no mechanism of this topology reports what it did"
