@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import shutil
 import sys
 import time
@@ -148,7 +149,13 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
     modules = (*guest_modules([*capabilities.LAB_BASE_FEATURES, *requires]), *extra_modules)
     start_ovs = "openvswitch" in requires
     out.mkdir(parents=True, exist_ok=True)
-    env = {**shared_guest.GUEST_ENV, DEFER_ENV: "1"}  # plots: drawn here, afterwards
+    from harness.lab.clock import CLOCK_ENV
+    from harness.lab.clock import facts as clock_facts
+    from harness.results.store import HOST_ENV
+
+    # plots: drawn here, afterwards; the host's name and clock, which the guest's are not
+    env = {**shared_guest.GUEST_ENV, DEFER_ENV: "1", HOST_ENV: platform.node(),
+           CLOCK_ENV: json.dumps(clock_facts())}
     with Journal(f"{run_id}-host") as journal:
         journal.record("run_folder", path=str(out))
         # A guest already booted for a whole test session or suite, if there is one.

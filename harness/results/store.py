@@ -21,7 +21,12 @@ from typing import Any
 
 import pandas as pd
 
+from harness.lab import clock
+
 SCHEMA_VERSION = 4
+# The machine a run is on, as a User-mode Linux guest is told it (harness/cli.py): the
+# guest's own node name is not the machine's.
+HOST_ENV = "REDLAB_HOST"
 SUMMARY_COLUMNS = [
     "scenario", "trial", "lab", "kernel", "failure", "failover_gap_ms",
     "failover_gap_estimate_ms", "failover_gap_floor_ms", "failover_arrival_gap_ms",
@@ -78,8 +83,10 @@ class RunStore:
             "started_at": datetime.now(UTC).isoformat(),
             "kernel": platform.release(),
             "lab": lab_kind(),
-            "host": platform.node(),
+            # inside User-mode Linux, the machine the guest runs on (harness/cli.py)
+            "host": os.environ.get(HOST_ENV) or platform.node(),
             "versions": versions(),
+            "clock": clock.facts(),  # what could step the clock mid-trial
             **meta,
         }
         self._write_meta()

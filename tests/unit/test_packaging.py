@@ -11,7 +11,8 @@ import pytest
 from ..conftest import REPO
 
 
-def test_vagrantfile_validates(tmp_path):
+@pytest.mark.parametrize("vms", ["1", "3"])  # one VM; a scheduler VM and two workers
+def test_vagrantfile_validates(tmp_path, vms):
     if shutil.which("vagrant") is None:
         if os.environ.get("CI"):
             pytest.fail("vagrant is missing: scripts/bootstrap test should have installed it")
@@ -20,9 +21,16 @@ def test_vagrantfile_validates(tmp_path):
     # folder goes to tmp_path, not into the repository.
     done = subprocess.run(["vagrant", "validate", "--ignore-provider"], cwd=REPO, text=True,
                           capture_output=True, timeout=120, check=False,
-                          env={**os.environ, "VAGRANT_DOTFILE_PATH": str(tmp_path)})
+                          env={**os.environ, "VAGRANT_DOTFILE_PATH": str(tmp_path),
+                               "REDLAB_VMS": vms})
     assert done.returncode == 0, done.stdout + done.stderr
     assert "validated successfully" in done.stdout
+    assert done.stdout.count("==> redlab") == int(vms)
+    # fit for measurement: a pinned box, no clock steps from VirtualBox, virtiofs's memfd
+    text = (REPO / "Vagrantfile").read_text()
+    for needed in ("config.vm.box_version = BOX_VERSION", "GetHostTimeDisabled",
+                   'memorybacking :source, type: "memfd"'):
+        assert needed in text
 
 
 def test_bootstrap_script_parses_and_rejects_an_unknown_action(tmp_path):
