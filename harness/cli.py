@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -190,6 +191,7 @@ def suite(
     lab: LabOption = "auto",
     deadline: DeadlineOption = timeouts.UML_RUN_DEFAULT,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="list the runs, their trials and how long they should take here, and stop")] = False,  # noqa: E501
+    cluster: Annotated[str | None, typer.Option(help="run the trials on Dask workers, shuffled: ssh://host1,host2, tcp://scheduler:8786 or local://N")] = None,  # noqa: E501
     verbose: VerboseOption = False,
 ) -> None:
     """Run every scenario of a suite (sweeps expanded), each into its own folder under OUT;
@@ -203,18 +205,31 @@ def suite(
     with _reported():
         if lab not in LABS:  # each run checks it too, but a suite goes on after a failed run
             raise ConfigError(f"--lab {lab!r} is not one of {', '.join(LABS)}", "pick one")
+        spec = None
+        if cluster is not None:
+            from harness.cluster import connect
+
+            spec = connect.parse(cluster)
         plan = suite_runner.prepare(suite_file, suite_runner.Options(out, shuffle, seed, resume))
         runner = suite_runner.SuiteRunner(plan, _suite_run(lab, deadline), fail_fast)
         todo = [run for run in plan.order if runner.outcomes[run.label].status != "kept"]
         costs = estimate.for_runs(todo, lab, [plan.root, Path("results")])
-        typer.echo(estimate.describe(plan.name, costs), err=True)
+        typer.echo(estimate.describe(plan.name, costs, spec.describe() if spec else ""),
+                   err=True)
         if dry_run:
             raise typer.Exit(0)
-        try:
-            with suite_output.SuiteProgress(runner) as progress:
-                runner.run(progress)
-        finally:  # what was measured is shown, whatever stopped the rest
-            suite_output.show(runner)
+        with contextlib.ExitStack() as stack:
+            if spec is not None:  # every worker checked before any trial starts
+                from harness.cluster import gather
+
+                client = stack.enter_context(connect.client_for(spec))
+                runner = gather.ClusterSuiteRunner(plan, client, spec, lab, deadline,
+                                                   fail_fast)
+            try:
+                with suite_output.SuiteProgress(runner) as progress:
+                    runner.run(progress)
+            finally:  # what was measured is shown, whatever stopped the rest
+                suite_output.show(runner)
         if any((plan.root / run.label / "summary.csv").is_file() for run in plan.runs):
             from harness.results.report import write_report
 

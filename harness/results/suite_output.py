@@ -241,5 +241,8 @@ def show(runner: SuiteRunner, console: Console | None = None) -> None:
     if runner.failed_verdicts():
         say(f"failed an expectation: {', '.join(runner.failed_verdicts())}", "bold red")
     if failed or left:
+        cluster = plan.record.get("cluster")
         say(f"to run again what failed or did not run: redlab suite"
-            f" {plan.record['suite_file']} --out {plan.root} --resume (complete runs are kept)")
+            f" {plan.record['suite_file']} --out {plan.root} --resume"
+            + (f" --cluster {cluster} (complete runs and trials are kept)" if cluster
+               else " (complete runs are kept)"))

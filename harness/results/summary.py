@@ -43,6 +43,7 @@ STEADY_MAX_RTT_MS = 500.0
 STEADY_MAX_LOSS_PCT = 50.0
 FAILURES = ("cut", "device_down", "daemon_crash", "drop_control", "degrade")
 TRIAL_FILE = "trial.json"
+PLACEMENT_FILE = "placement.json"  # a cluster trial's: where it ran (harness/cluster)
 
 
 @dataclass
@@ -157,6 +158,7 @@ def trial_row(trial_dir: Path, run: Mapping[str, Any] | None = None) -> dict[str
     trial = load(trial_dir, run)
     row = base_columns(trial)
     row.update(spread_columns(trial.members))
+    row.update(placement_columns(trial))
     for tech in TECHNOLOGIES:  # in registry order: each may read the columns before it
         row.update(tech.columns(trial, row))
     row.update(prediction.columns(trial, row, TECHNOLOGIES))  # beside the measured figure
@@ -187,6 +189,16 @@ def summarize_run(run_dir: Path) -> list[dict[str, Any]]:
     if rows:
         write_summary(run_dir, rows)
     return rows
+
+
+def placement_columns(trial: TrialRecord) -> dict[str, Any]:
+    """Where the trial ran: the machine (a cluster's worker, from placement.json, which
+    harness/cluster/gather.py writes; else the run's), and how many workers were lost
+    while they ran it, each time rerun elsewhere (0 on one machine)."""
+    path = trial.path / PLACEMENT_FILE
+    placed = _json(path) if path.is_file() else {}
+    return {"host": placed.get("host") or trial.run.get("host", ""),
+            "lost_workers": len(placed.get("lost_workers", []))}
 
 
 def base_columns(trial: TrialRecord) -> dict[str, Any]:

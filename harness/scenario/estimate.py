@@ -111,15 +111,25 @@ def for_runs(runs: list[PlannedRun], lab: str,
     return planned
 
 
-def describe(name: str, planned: list[tuple[PlannedRun, str, TrialCost]]) -> str:
-    """The plan as the user reads it before the suite starts."""
+def describe(name: str, planned: list[tuple[PlannedRun, str, TrialCost]],
+             cluster: str = "") -> str:
+    """The plan as the user reads it before the suite starts.  On a ``cluster`` each
+    trial is a run of its own (its own guest, its own bring-up), spread over the workers,
+    and the time is machine time, in all, as measured here."""
     trials = sum(run.repeat for run, _, _ in planned)
-    total = sum(run.repeat * cost.seconds + RUN_OVERHEAD_S[where]
-                for run, where, cost in planned)
-    lines = [f"suite {name}: {len(planned)} run(s), {trials} trial(s), about"
-             f" {duration(total)} on this machine (a trial run again because its lab was"
-             " not steady adds its own)"]
+    if cluster:
+        total = sum(run.repeat * (cost.seconds + RUN_OVERHEAD_S[where])
+                    for run, where, cost in planned)
+        where_said = (f"{duration(total)} of trials in all (machines like this one),"
+                      f" shared among the workers of {cluster}")
+    else:
+        total = sum(run.repeat * cost.seconds + RUN_OVERHEAD_S[where]
+                    for run, where, cost in planned)
+        where_said = f"{duration(total)} on this machine"
+    lines = [f"suite {name}: {len(planned)} run(s), {trials} trial(s), about {where_said}"
+             " (a trial run again because its lab was not steady adds its own)"]
     lines += [f"  {run.label}: {run.repeat} x {duration(cost.seconds)} + "
-              f"{RUN_OVERHEAD_S[where]:.0f} s ({where}; {cost.basis})"
+              f"{RUN_OVERHEAD_S[where]:.0f} s{' each' if cluster else ''}"
+              f" ({where}; {cost.basis})"
               for run, where, cost in planned]
     return "\n".join(lines)

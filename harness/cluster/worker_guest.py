@@ -1,0 +1,96 @@
+"""One User-mode Linux guest per Dask worker, booted at its first trial that needs one.
+
+On a worker whose kernel lacks what a trial needs (bonding, the OVS datapath), each
+trial would boot a guest of its own: 2-3 s of boot, the harness's imports inside and
+the 10.5 s Open vSwitch wait, per trial.  Instead the worker boots one shared guest
+(harness/lab/shared_guest.py, the one the lab tests share) with every module a lab
+can need, and names it in ``REDLAB_GUEST`` for the trials it runs next, whose folders
+live under the worker's own folder, which the guest can write.  Each trial is still its
+own ``redlab run`` process on a real kernel, with its own namespaces, journal and reaper,
+exactly as under pytest; a trial the guest cannot serve (its kernel died, the code
+changed) boots a guest of its own, as any run does.
+
+The suite closes the workers' guests when it ends (``close``); a worker killed outright
+takes its guest along (its journal's reaper).  ``REDLAB_WORKER_GUEST=0`` turns it off.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+OFF_ENV = "REDLAB_WORKER_GUEST"
+_lock = threading.Lock()
+_booted: dict[str, Any] = {}  # this worker process's guest, once booted
+
+
+def folder() -> Path:
+    """The worker process's folder for its trials (the guest writes under it)."""
+    path = Path(tempfile.gettempdir()) / f"redlab-worker-{os.getpid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def needs_guest(scenario: Path, params: dict[str, str], lab: str) -> bool:
+    """Whether ``redlab run`` of this scenario would run in User-mode Linux here."""
+    from harness.errors import ConfigError
+    from harness.lab import choose_lab
+    from harness.scenario.resolve import lab_needs, resolve
+
+    try:
+        sc, topology, _ = resolve(scenario, params, None)
+        return choose_lab(lab, lab_needs(sc, topology)) == "uml"
+    except ConfigError:
+        return False  # the run itself will say why
+
+
+def ensure(scenario: Path, params: dict[str, str], lab: str) -> None:
+    """Boot the worker's guest if this trial needs one and there is none yet; a guest
+    that cannot be booted leaves the trial to boot its own."""
+    from harness.errors import RedLabError
+    from harness.lab.shared_guest import ENV_VAR
+
+    if os.environ.get(OFF_ENV) == "0" or not needs_guest(scenario, params, lab):
+        return
+    with _lock:
+        if "guest" in _booted:
+            return
+        try:
+            guest = _boot()
+        except RedLabError as exc:
+            log.warning("no shared guest on this worker (%s): each trial boots its own",
+                        exc.problem)
+            _booted["guest"] = None
+            return
+        _booted["guest"] = guest
+        os.environ[ENV_VAR] = str(guest.spool)
+
+
+def _boot() -> Any:
+    from harness.inject.filter import TC_MODULES
+    from harness.lab import capabilities, guest_modules, uml
+    from harness.lab.shared_guest import SharedGuest
+
+    wanted = (*guest_modules(capabilities.FEATURES), *TC_MODULES)
+    absent = set(uml.missing_modules(wanted))
+    return SharedGuest.boot([m for m in wanted if m not in absent], [folder()],
+                            start_ovs="openvswitch" not in absent)
+
+
+def close() -> bool:
+    """Run on each worker when a suite ends: its guest stopped; whether there was one."""
+    from harness.lab.shared_guest import ENV_VAR
+
+    with _lock:
+        guest = _booted.pop("guest", None)
+        if guest is None:
+            return False
+        os.environ.pop(ENV_VAR, None)
+        guest.close()
+        return True
