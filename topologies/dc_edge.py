@@ -32,6 +32,10 @@ shows a path with single points of failure and one without:
   healthy;
 - ``uplinks=1``: the upstream network is one switch, which both routers reach.
 
+``servers=N`` dual-homes N servers (srv, then srv2 ... srvN at .11 onwards, each with
+its own bond on each leaf): the scale of a rack on one MC-LAG pair and a VRRP pair
+(scripts/bench_scale.py times its bring-up for 8 to 64 servers).
+
 Not yet a parameter: a single leaf (the pair's emulation needs two).
 """
 
@@ -64,6 +68,7 @@ class Params(BondParams):
     routers: int = Field(2, ge=1, le=2, description="1: a single gateway (a SPoF)")
     track_uplink: bool = Field(True, description="VRRP tracks eth2, the uplink")
     uplinks: int = Field(2, ge=1, le=2, description="upstream switches: 2 joined by a link")
+    servers: int = Field(1, ge=1, le=64, description="dual-homed servers: srv, srv2 ... srvN")
     # 1 s: at 0.1 s keepalived flapped in a User-mode Linux guest shared with two MC-LAG
     # agents and ten bonds (natively, --param advert_int=0.1 is worth a try)
     advert_int: float = Field(1.0, description="VRRP advert interval, s")
@@ -77,6 +82,8 @@ def dual_homed(p: Params) -> dict[str, tuple[str, str]]:
     hosts = {"srv": ("po1", "p1"), "r1": ("po2", "p2")}
     if p.routers == 2:
         hosts["r2"] = ("po3", "p3")
+    for k in range(2, p.servers + 1):  # after the routers' numbers, whether r2 is there
+        hosts[f"srv{k}"] = (f"po{k + 2}", f"p{k + 2}")
     return hosts
 
 
@@ -101,6 +108,7 @@ def build(p: Params) -> Topology:
                            delay_restore_ms=p.delay_restore_ms)
     hosts = dual_homed(p)
     cli, srv = t.add_host("cli"), t.add_host("srv")
+    servers = [srv, *(t.add_host(f"srv{k}") for k in range(2, p.servers + 1))]
     ups = [t.add_switch(f"up{n}") for n in range(1, p.uplinks + 1)]
     for leaf in LEAVES:
         t.add_host(leaf)
@@ -140,8 +148,9 @@ def build(p: Params) -> Topology:
             t.add_vrrp(router, **router_options(p, n))
     # with one router there is no VRRP peer: its own addresses are the gateways
     gateway = VIP_HOST if p.routers == 2 else 1
-    t.add_address(srv, "bond0", f"{LAN}.10/24")
+    for k, server in enumerate(servers):
+        t.add_address(server, "bond0", f"{LAN}.{10 + k}/24")
+        t.add_route(server, "default", f"{LAN}.{gateway}")
     t.add_address(cli, "bond0" if p.uplinks == 2 else "eth0", f"{UPSTREAM}.10/24")
-    t.add_route(srv, "default", f"{LAN}.{gateway}")
     t.add_route(cli, "default", f"{UPSTREAM}.{gateway}")
     return t
