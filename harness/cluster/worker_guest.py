@@ -16,6 +16,7 @@ takes its guest along (its journal's reaper).  ``REDLAB_WORKER_GUEST=0`` turns i
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -32,9 +33,13 @@ _booted: dict[str, Any] = {}  # this worker process's guest, once booted
 
 def folder() -> Path:
     """The worker process's folder for its trials (the guest writes under it)."""
-    path = Path(tempfile.gettempdir()) / f"redlab-worker-{os.getpid()}"
+    path = _folder()
     path.mkdir(mode=0o700, exist_ok=True)
     return path
+
+
+def _folder() -> Path:
+    return Path(tempfile.gettempdir()) / f"redlab-worker-{os.getpid()}"
 
 
 def needs_guest(scenario: Path, params: dict[str, str], lab: str) -> bool:
@@ -84,13 +89,15 @@ def _boot() -> Any:
 
 
 def close() -> bool:
-    """Run on each worker when a suite ends: its guest stopped; whether there was one."""
+    """Run on each worker when a suite ends: its guest stopped, its folder removed;
+    whether there was a guest."""
     from harness.lab.shared_guest import ENV_VAR
 
     with _lock:
         guest = _booted.pop("guest", None)
-        if guest is None:
-            return False
-        os.environ.pop(ENV_VAR, None)
-        guest.close()
-        return True
+        if guest is not None:
+            os.environ.pop(ENV_VAR, None)
+            guest.close()
+        with contextlib.suppress(OSError):  # empty once the suite's trials are done
+            _folder().rmdir()
+        return guest is not None

@@ -56,6 +56,7 @@ def test_a_suite_over_two_workers_survives_one_killed_in_a_trial(tmp_path):
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
                                   resources={RESOURCE: 1}, dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
+        cluster_address = cluster.scheduler_address
         proc = subprocess.Popen(
             [sys.executable, "-m", "harness", "suite", str(suite), "--out", str(out),
              "--cluster", cluster.scheduler_address], cwd=REPO, text=True,
@@ -95,6 +96,10 @@ def test_a_suite_over_two_workers_survives_one_killed_in_a_trial(tmp_path):
     # the suite was split across the workers (the killed one, or its restart, included)
     assert len({p["worker"] for p in placed.values()} | {first["worker"]}) >= 2
     assert all(r["host"] for r in rows)
+    # the order the trials went out in, and the seed that gives it again
+    record = json.loads((out / "suite.json").read_text())
+    assert len(record["trial_order"]) == 4 and isinstance(record["trial_seed"], int)
+    assert record["status"] == "complete" and record["cluster"] == cluster_address
     # the same columns as a run made on one machine (each worker's own run folder), + run
     local = read_rows(next((out / lost[0]["run"] / "worker-runs").glob("*/summary.csv")))
     assert list(rows[0]) == [*local[0], "run"]
