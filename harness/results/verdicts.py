@@ -132,6 +132,7 @@ def known_before_run(params: Iterable[str]) -> set[str]:
     from harness.results.store import SUMMARY_COLUMNS
 
     return {*SUMMARY_COLUMNS, "capacity_retained_pct", "traffic", "iperf3_complete",
+            "host", "lost_workers",  # summary.placement_columns: where the trial ran
             *PREDICTION, *params}
 
 

@@ -82,8 +82,6 @@ def _early_runs(request: pytest.FixtureRequest,
     """Start the EARLY_RUNS whose tests were selected, each in the background: light
     traffic (one flow, 100 probes/s) on one host core while the other serves the rest."""
     wanted = {item.name for item in request.session.items} & set(EARLY_RUNS)
-    if os.environ.get("PYTEST_XDIST_WORKER"):  # each worker collects every test, runs some:
-        wanted = set()  # the test runs its own, while the other worker goes on
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     for name in sorted(wanted):
         scenario, params = EARLY_RUNS[name]
