@@ -104,7 +104,15 @@ def client_for(spec: ClusterSpec) -> Iterator[Client]:
                     n_workers=spec.workers, threads_per_worker=1, processes=True,
                     resources={RESOURCE: 1}, dashboard_address=":0"))
             client = stack.enter_context(Client(cluster, timeout=CONNECT_S))
-            client.wait_for_workers(len(spec.hosts) or spec.workers, timeout=WORKERS_UP_S)
+            wanted = len(spec.hosts) or spec.workers
+            try:
+                client.wait_for_workers(wanted, timeout=WORKERS_UP_S)
+            except TimeoutError:
+                raise LabError(
+                    f"only {len(client.scheduler_info()['workers'])} of {wanted} Dask"
+                    f" worker(s) of {spec.describe()} connected in {WORKERS_UP_S:.0f} s",
+                    f"check each host's worker can start (after {SETUP}) and reach the"
+                    " scheduler") from None
         check_workers(client)
         yield client
 
@@ -123,7 +131,8 @@ def _ssh_cluster(hosts: tuple[str, ...]) -> Any:
     for host in dict.fromkeys(hosts):
         _check_ssh_host(host, python)
     try:
-        return SSHCluster([hosts[0], *hosts], connect_options={"known_hosts": None},
+        # host keys: the user's known_hosts, which the ssh check above has just used
+        return SSHCluster([hosts[0], *hosts],
                           worker_options={"nthreads": 1, "resources": {RESOURCE: 1}},
                           scheduler_options={"port": 0, "dashboard_address": ":0"},
                           remote_python=python)
