@@ -59,15 +59,17 @@ def ensure(scenario: Path, params: dict[str, str], lab: str) -> None:
     """Boot the worker's guest if this trial needs one and there is none yet; a guest
     that cannot be booted leaves the trial to boot its own."""
     from harness.errors import RedLabError
-    from harness.lab.shared_guest import ENV_VAR
+    from harness.lab.shared_guest import ENV_VAR, SharedGuest
 
-    if os.environ.get(OFF_ENV) == "0" or not needs_guest(scenario, params, lab):
+    # resolved once per trial only until the worker has a guest (or failed to boot one)
+    if ("guest" in _booted or os.environ.get(OFF_ENV) == "0"
+            or not needs_guest(scenario, params, lab)):
         return
     with _lock:
         if "guest" in _booted:
             return
         try:
-            guest = _boot()
+            guest = SharedGuest.boot_for_any_lab([folder()])
         except RedLabError as exc:
             log.warning("no shared guest on this worker (%s): each trial boots its own",
                         exc.problem)
@@ -75,17 +77,6 @@ def ensure(scenario: Path, params: dict[str, str], lab: str) -> None:
             return
         _booted["guest"] = guest
         os.environ[ENV_VAR] = str(guest.spool)
-
-
-def _boot() -> Any:
-    from harness.inject.filter import TC_MODULES
-    from harness.lab import capabilities, guest_modules, uml
-    from harness.lab.shared_guest import SharedGuest
-
-    wanted = (*guest_modules(capabilities.FEATURES), *TC_MODULES)
-    absent = set(uml.missing_modules(wanted))
-    return SharedGuest.boot([m for m in wanted if m not in absent], [folder()],
-                            start_ovs="openvswitch" not in absent)
 
 
 def close() -> bool:

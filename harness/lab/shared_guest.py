@@ -124,6 +124,19 @@ class SharedGuest:
             raise
 
     @classmethod
+    def boot_for_any_lab(cls, writable: Sequence[Path]) -> SharedGuest:
+        """A guest with every module a lab can need that this User-mode Linux has (a
+        run needing one it lacks boots its own), Open vSwitch running if it can: the
+        test session's and a Dask worker's guest."""
+        from harness.inject.filter import TC_MODULES
+        from harness.lab import capabilities, guest_modules
+
+        wanted = (*guest_modules(capabilities.FEATURES), *TC_MODULES)
+        absent = set(uml.missing_modules(wanted))
+        return cls.boot([m for m in wanted if m not in absent], writable,
+                        start_ovs="openvswitch" not in absent)
+
+    @classmethod
     def attach(cls, spool: Path) -> SharedGuest | None:
         """The shared guest serving ``spool``, or None if there is none (yet)."""
         try:

@@ -40,18 +40,13 @@ def shared_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedGue
     test_two_switches).  Each run is still its own process on a real kernel.  Tests
     marked ``private_guest``, and the calibration (the probe's error on a fresh guest, as
     a user's own calibration boots one), boot their own guests."""
-    from harness.inject.filter import TC_MODULES
-    from harness.lab import capabilities, guest_modules, uml
+    from harness.lab import capabilities, uml
 
     if (os.environ.get("REDLAB_SHARED_GUEST", "1") == "0" or not uml.uml_available()
             or capabilities.probe("bonding")):
         yield None
         return
-    wanted = (*guest_modules(capabilities.FEATURES), *TC_MODULES)
-    absent = set(uml.missing_modules(wanted))  # a run needing one boots its own guest
-    guest = SharedGuest.boot([m for m in wanted if m not in absent],
-                             [tmp_path_factory.getbasetemp()],
-                             start_ovs="openvswitch" not in absent)
+    guest = SharedGuest.boot_for_any_lab([tmp_path_factory.getbasetemp()])
     os.environ[ENV_VAR] = str(guest.spool)
     try:
         yield guest
