@@ -1,7 +1,7 @@
 """Inside a shared User-mode Linux guest: run many ``redlab`` commands, one at a time.
 
 A private guest per run pays its boot (~3.5 s), Python's imports of the harness inside it
-(pandas, matplotlib, Mininet and pyroute2: seconds, as UML is slow at many small reads and
+(pandas, Mininet and pyroute2: seconds, as UML is slow at many small reads and
 mmaps), and with Open vSwitch a wait until the kernel is 10.5 s old (SETTLED_UPTIME_S in
 harness/tech/ovs/bridge.py).  A shared guest (harness/lab/shared_guest.py) pays them
 once: uml_init.sh runs this agent as its command; it imports the heavy modules, then
@@ -53,13 +53,12 @@ CHECK_S = 0.5   # for the lease and the deadline, while a run is going
 GRACE_S = 15.0  # SIGTERM -> SIGKILL; then, for the run's reaper to roll back
 STOP = "stop"
 PROG_NAME = "python -m harness"  # what click shows in usage lines for the real command
-# What `redlab run` imports on its way to a trial, in the order it does (harness/cli.py
-# `_run`; pandas, matplotlib, Mininet and pyroute2 come with them).  The order matters:
-# importing mininet calls logging.setLoggerClass(MininetLogger), so every logger made
-# after it has level OUTPUT (25) and a handler of its own.  Imported in another order,
-# a module's logger would differ from a private guest's, and so would the run's log.
+# What `redlab run` imports on its way to a trial (harness/cli.py `_run`; pandas, Mininet
+# and pyroute2 come with them; every technology with the registry).  Importing mininet
+# would make every later logger a MininetLogger: harness/lab/wiring.py puts the plain
+# class back, so a module logs the same here as in a private guest, whatever the order.
 PRELOAD = ("harness.cli", "harness.lab", "harness.scenario.runner", "harness.scenario.model",
-           "harness.topology.loader")
+           "harness.topology.loader", "harness.tech.registry", "harness.results.summary")
 PR_SET_CHILD_SUBREAPER = 36
 
 
@@ -80,6 +79,9 @@ def main() -> int:
             importlib.import_module(name)
         except Exception:  # the run that needs it fails the same way, and says so
             traceback.print_exc()
+    # a check that fails here (pathCheck exits) fails again in the run that needs it
+    with suppress(Exception, SystemExit):
+        sys.modules["harness.lab.wiring"].prime()
     # Children share our memory copy-on-write, and each page copy is a slow fault in
     # UML: keep the collector off the imported objects, and skip the interpreter's
     # teardown (which touches every object) when a child exits.

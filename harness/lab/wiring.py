@@ -11,8 +11,22 @@ journaled before Mininet creates it, and every shell as soon as it exists.
 from __future__ import annotations
 
 import functools
+import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+# Imported with the module, not at the first trial: Mininet brings pkg_resources and
+# distutils, 2.5 s of the first trial's wiring inside User-mode Linux, which a shared
+# guest's agent (harness/lab/guest_agent.py) now pays once for all its runs.
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import Switch
+from mininet.nodelib import LinuxBridge
+
+# Importing mininet makes every logger created after it a MininetLogger (level OUTPUT,
+# a handler of its own): a module's logging would depend on whether it was imported
+# before or after this one. Ours stay plain loggers, whatever the import order.
+logging.setLoggerClass(logging.Logger)
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
@@ -20,10 +34,6 @@ if TYPE_CHECKING:
 
 def instantiate(lab: Lab) -> Any:
     """Build and start the Mininet network of ``lab.topo``; returns it."""
-    from mininet.log import setLogLevel
-    from mininet.net import Mininet
-    from mininet.nodelib import LinuxBridge
-
     topo, journal = lab.topo, lab.journal
     setLogLevel("error")
     net = lab.net = Mininet(controller=None, build=False, autoSetMacs=False,
@@ -52,6 +62,18 @@ def instantiate(lab: Lab) -> Any:
     return net
 
 
+def prime() -> None:
+    """Mininet's once-per-process checks (`which` of mnexec, ifconfig and brctl, the
+    bridge's netfilter sysctls, the core count): 1.7 s of a run's first wiring inside
+    User-mode Linux, which a shared guest's agent runs once before it forks its runs."""
+    from mininet.node import Host
+    from mininet.util import numCores
+
+    for cls in (Host, LinuxBridge, _ovs_ports_class()):
+        cls.checkSetup()
+    numCores()
+
+
 def keep_root_namespace_out(lab: Lab) -> None:
     """Make the switches layer 2 only: the host's own IP stack must not join the lab.
 
@@ -75,8 +97,6 @@ def keep_root_namespace_out(lab: Lab) -> None:
 
 @functools.cache
 def _ovs_ports_class() -> type:
-    from mininet.node import Switch
-
     class OvsPorts(Switch):  # type: ignore[misc]
         """Mininet's view of an Open vSwitch bridge: a root-namespace node holding the
         bridge's cable ends.  The bridge itself is made by harness.tech.ovs.plugin, so Mininet

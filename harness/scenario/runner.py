@@ -33,8 +33,7 @@ from harness.measure.probe import ProbeRun, ProbeSettings
 from harness.measure.stopwatch import TIMING_FILE, Stopwatch
 from harness.results import summary
 from harness.results.events import EventLog
-from harness.results.plot import DEFER_ENV, draw_trial
-from harness.results.store import RunStore, lab_kind
+from harness.results.store import DEFER_PLOTS_ENV, RunStore, lab_kind
 from harness.scenario.hold import hold
 from harness.scenario.model import Scenario
 from harness.scenario.timeline import Timeline
@@ -197,7 +196,9 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     with clock.phase("analysis"):
         events.sort()
         row = summary.trial_row(tdir, store.meta)
-    if not os.environ.get(DEFER_ENV):
+    if not os.environ.get(DEFER_PLOTS_ENV):
+        from harness.results.plot import draw_trial
+
         with clock.phase("plot"):
             draw_trial(tdir)
     clock.write(tdir / TIMING_FILE)
