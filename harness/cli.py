@@ -78,7 +78,7 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
     failed expectation loses nothing (the caller turns it into exit 1)."""
     from harness.lab import LABS, choose_lab
     from harness.results import console, recheck, verdicts
-    from harness.scenario.resolve import lab_needs, resolve
+    from harness.scenario.resolve import boot_extras, lab_needs, resolve
 
     # Everything is validated before anything is created.
     if lab not in LABS:
@@ -111,10 +111,7 @@ def _run(scenario_path: Path, overrides: dict[str, str], repeat: int, out: Path 
             args += ["--param", f"{key}={value}"]
         if expect:
             args += ["--expect-json", json.dumps(verdicts.to_doc(expect))]
-        from harness.inject.filter import TC_MODULES
-
-        drops = any(step.action == "drop_control" for step in scenario.steps)
-        code = _in_uml(args, out, run_id, deadline, needs, TC_MODULES if drops else (),
+        code = _in_uml(args, out, run_id, deadline, needs, boot_extras(scenario),
                        check=False)  # the guest printed its verdicts; exit 1 may be one
         if code and not recheck.failed_verdict(out, code):
             raise typer.Exit(code)
@@ -141,13 +138,13 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
 
     ``extra_modules`` are loaded at boot too: a module the kernel would load on first use
     costs hundreds of ms inside UML, which must not land inside a measured failure."""
-    from harness.lab import capabilities, guest_modules, shared_guest
+    from harness.lab import boot_modules, shared_guest
     from harness.lab.uml import GuestSpec, run_in_uml
     from harness.results.plot import DEFER_ENV, draw_pending
 
     argv = [sys.executable, "-m", "harness", *args, "--lab", "native", "--out", str(out),
             "--run-id", run_id]
-    modules = (*guest_modules([*capabilities.LAB_BASE_FEATURES, *requires]), *extra_modules)
+    modules = boot_modules(requires, extra_modules)
     start_ovs = "openvswitch" in requires
     out.mkdir(parents=True, exist_ok=True)
     from harness.lab.clock import CLOCK_ENV
@@ -225,6 +222,11 @@ def suite(
                 client = stack.enter_context(connect.client_for(spec))
                 runner = gather.ClusterSuiteRunner(plan, client, spec, lab, deadline,
                                                    fail_fast)
+            else:  # one guest for the runs that need one, not one boot each
+                from harness.scenario import suite_guest
+
+                stack.enter_context(suite_guest.shared_for(
+                    [(r.scenario, r.params, r.expect) for r in todo], lab, plan.root))
             try:
                 with suite_output.SuiteProgress(runner) as progress:
                     runner.run(progress)

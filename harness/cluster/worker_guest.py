@@ -44,15 +44,9 @@ def _folder() -> Path:
 
 def needs_guest(scenario: Path, params: dict[str, str], lab: str) -> bool:
     """Whether ``redlab run`` of this scenario would run in User-mode Linux here."""
-    from harness.errors import ConfigError
-    from harness.lab import choose_lab
-    from harness.scenario.resolve import lab_needs, resolve
+    from harness.scenario.suite_guest import guest_needs
 
-    try:
-        sc, topology, _ = resolve(scenario, params, None)
-        return choose_lab(lab, lab_needs(sc, topology)) == "uml"
-    except ConfigError:
-        return False  # the run itself will say why
+    return guest_needs([(scenario, params, {})], lab) is not None
 
 
 def ensure(scenario: Path, params: dict[str, str], lab: str) -> None:

@@ -21,6 +21,14 @@ def guest_modules(needs: Iterable[str]) -> tuple[str, ...]:
                                               *capabilities.feature(name).also)))
 
 
+def boot_modules(needs: Iterable[str], extra: Iterable[str] = ()) -> tuple[str, ...]:
+    """What a guest running a lab that needs ``needs`` loads at boot: every lab's base
+    features' modules, those of ``needs``, and ``extra`` (modules the kernel would load on
+    first use, at a cost of hundreds of ms inside UML that must not land in a failure)."""
+    return tuple(dict.fromkeys((*guest_modules([*capabilities.LAB_BASE_FEATURES, *needs]),
+                                *extra)))
+
+
 def choose_lab(requested: str, needs: Iterable[str]) -> str:
     """``"native"`` or ``"uml"`` for ``requested`` in LABS, or ConfigError saying why not."""
     if requested not in LABS:

@@ -27,10 +27,13 @@ TRAFFIC_PHASE = "traffic"
 # Overheads seen on 2 cores (this stop's runs): a bond or MC-LAG trial in User-mode Linux
 # 14-50 s beyond its traffic, a VRRP trial natively about 12 s.
 DEFAULT_OVERHEAD_S = {"uml": 45.0, "native": 15.0}
-# Per run, outside its trials: a guest's boot and Python's imports in it, the run's
-# report (the MC-LAG suite's runs: 10-70 s each beyond their trials in UML).
-RUN_OVERHEAD_S = {"uml": 30.0, "native": 5.0}
-PHASE_OFFSET_S = 1.0  # the traffic runs longer by the phase offset, rounded up
+# Per run, outside its trials: the run's process in the guest, its plots drawn on the
+# host (4-6 s a bond run in UML here); on a cluster also a guest's boot per trial.
+RUN_OVERHEAD_S = {"uml": 8.0, "native": 5.0}
+# Once per local suite whose runs need User-mode Linux: the guest they share
+# (harness/scenario/suite_guest.py; 9.4-10.6 s to ready here).
+SUITE_GUEST_BOOT_S = 12.0
+PHASE_OFFSET_S = 1.0  # at most: the traffic runs longer by the phase offset, rounded up
 MAX_FOLDERS = 2000    # trial folders read at most, newest runs first
 
 
@@ -125,6 +128,8 @@ def describe(name: str, planned: list[tuple[PlannedRun, str, TrialCost]],
     else:
         total = sum(run.repeat * cost.seconds + RUN_OVERHEAD_S[where]
                     for run, where, cost in planned)
+        if any(where == "uml" for _, where, _ in planned):
+            total += SUITE_GUEST_BOOT_S
         where_said = f"{duration(total)} on this machine"
     lines = [f"suite {name}: {len(planned)} run(s), {trials} trial(s), about {where_said}"
              " (a trial run again because its lab was not steady adds its own)"]

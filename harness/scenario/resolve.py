@@ -45,3 +45,11 @@ def suite_overrides(params: dict[str, Any]) -> dict[str, str]:
     """A suite's YAML values as --param would give them (a list becomes a,b)."""
     return {k: ",".join(map(str, v)) if isinstance(v, list) else str(v)
             for k, v in params.items()}
+
+
+def boot_extras(scenario: Scenario) -> tuple[str, ...]:
+    """Modules a guest loads at boot for this scenario beyond its features': the tc
+    filter's, where a step drops control traffic."""
+    from harness.inject.filter import TC_MODULES
+
+    return TC_MODULES if any(step.action == "drop_control" for step in scenario.steps) else ()
