@@ -44,6 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+TAIL_SHARE = 0.1  # of the last step's tail, a phase offset may take without more traffic
 PROBE_TAIL_S = 1.5  # redlab-probe is ended this long after iperf3's traffic
 IRTT_TAIL_S = 3.0  # irtt runs for the traffic plus this, from before iperf3 connects
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
@@ -104,6 +105,16 @@ def phase(techs: Iterable[type[Technology]], topo: Topology, sc: Scenario,
             "offset_ms": round((rng or random).uniform(0.0, period), 3)}
 
 
+def traffic_extension_s(sc: Scenario, offset_ms: float) -> int:
+    """Whole seconds (iperf3's -t is whole seconds) the traffic runs beyond the scenario's
+    duration so that its last step, run ``offset_ms`` late, keeps its tail: none while the
+    offset takes at most a tenth of that tail (a miimon's 100 ms of a 3 s tail: a second
+    more per trial would buy nothing), else the offset rounded up."""
+    last_at_s = max((step.at_s for step in sc.steps), default=0.0)
+    tail_ms = (sc.traffic.duration_s - last_at_s) * 1000
+    return 0 if offset_ms <= TAIL_SHARE * tail_ms else math.ceil(offset_ms / 1000)
+
+
 def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) -> dict[str, Any]:
     sc, tdir = req.scenario, store.trial_dir(trial)
     traffic = sc.traffic
@@ -122,9 +133,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
         watchers = [w for tech in lab.techs for w in tech.watchers(events)]
         facts["phase"] = phase([type(t) for t in lab.techs], lab.topo, sc)
         offset_ns = int(facts["phase"]["offset_ms"] * 1e6)
-        # the traffic runs longer by the offset, rounded up to a second (iperf3's -t is
-        # whole seconds): the last step keeps at least the tail the scenario gave it
-        duration_s = traffic.duration_s + math.ceil(facts["phase"]["offset_ms"] / 1000)
+        duration_s = traffic.duration_s + traffic_extension_s(sc, facts["phase"]["offset_ms"])
         # The probe starts before iperf3 (which takes 1-2 s to connect inside UML, and
         # far longer in a starved guest) and must outlast it, or an outage at the very
         # end would never close: redlab-probe is ended after iperf3, irtt cannot be.

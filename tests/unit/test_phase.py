@@ -9,7 +9,7 @@ import random
 import pytest
 
 from harness.scenario.resolve import resolve
-from harness.scenario.runner import phase
+from harness.scenario.runner import phase, traffic_extension_s
 from harness.tech.registry import TECHNOLOGIES
 
 from ..conftest import SCENARIOS
@@ -52,3 +52,17 @@ def test_a_baseline_or_a_scenario_that_opts_out_waits_nothing():
     assert phase(techs, topology, fixed) == {"period_ms": 0.0, "offset_ms": 0.0}
     baseline = scenario.model_copy(update={"steps": []})
     assert phase(techs, topology, baseline) == {"period_ms": 0.0, "offset_ms": 0.0}
+
+
+@pytest.mark.parametrize(("name", "overrides", "offset_ms", "extra_s"), [
+    ("bond-active-backup", {}, 0.0, 0),       # restore at 7 s of 10: a 3 s tail
+    ("bond-active-backup", {}, 99.9, 0),      # a miimon's offset takes 3 % of it
+    ("bond-active-backup", {}, 300.0, 0),     # a tenth: still no more traffic
+    ("bond-active-backup", {}, 300.5, 1),     # beyond: a whole second more
+    ("vrrp-master-death", {"advert_int": "1"}, 999.0, 1),
+    ("lacp-timeout", {"lacp_rate": "slow"}, 29_500.0, 30),
+])
+def test_the_traffic_runs_longer_only_where_the_offset_would_eat_the_last_tail(
+        name, overrides, offset_ms, extra_s):
+    scenario, _, _ = resolve(SCENARIOS / f"{name}.yaml", dict(overrides))
+    assert traffic_extension_s(scenario, offset_ms) == extra_s
