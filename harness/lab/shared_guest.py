@@ -70,7 +70,11 @@ class GuestInfo:
             return "it runs no Open vSwitch"
         if not any(out.is_relative_to(w) for w in writable):
             return f"{out} is not under its writable folders {', '.join(self.writable)}"
-        if uml.hidden_root(cwd) and not any(cwd.is_relative_to(w) for w in writable):
+        # A folder under the guest's own /tmp is seen only where it was mounted: the
+        # writable folders, and the one holding the agent's working directory (the
+        # harness's checkout, a clone in /tmp included), mounted at boot.
+        seen = [*writable, *filter(None, [uml.hidden_root(Path(self.harness).parent)])]
+        if uml.hidden_root(cwd) and not any(cwd.is_relative_to(w) for w in seen):
             return f"the working directory {cwd} is hidden inside it"
         if python != self.python or _harness_folder() != self.harness:
             return f"it runs {self.python} with {self.harness}"

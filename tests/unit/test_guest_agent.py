@@ -114,5 +114,11 @@ def test_a_run_goes_to_the_shared_guest_only_if_it_can_serve_it(agent, tmp_path,
     assert serving(out=Path("/var/tmp/elsewhere")) is None
     assert serving(python="/usr/bin/python3.11") is None
     assert replace(info, kernel_pid=1).covers(["bonding"], False, out, cwd, sys.executable)
+    # A checkout under /tmp (a CI clone) is mounted for the agent: runs from it may come.
+    clone = replace(info, harness="/tmp/clone-x/harness")
+    said = clone.covers(["bonding"], False, out, Path("/tmp/clone-x/sub"), sys.executable)
+    assert said and "hidden" not in said and "clone-x" in said  # refused: not our checkout
+    assert "/tmp/elsewhere is hidden" in clone.covers(["bonding"], False, out,
+                                                      Path("/tmp/elsewhere"), sys.executable)
     assert "code changed" in replace(info, code_stamp=1).covers(["bonding"], False, out, cwd,
                                                                sys.executable)
