@@ -140,7 +140,7 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
     costs hundreds of ms inside UML, which must not land inside a measured failure."""
     from harness.lab import boot_modules, shared_guest
     from harness.lab.uml import GuestSpec, run_in_uml
-    from harness.results.plot import DEFER_ENV, draw_pending
+    from harness.results.plot import draw_pending
 
     argv = [sys.executable, "-m", "harness", *args, "--lab", "native", "--out", str(out),
             "--run-id", run_id]
@@ -149,10 +149,10 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
     out.mkdir(parents=True, exist_ok=True)
     from harness.lab.clock import CLOCK_ENV
     from harness.lab.clock import facts as clock_facts
-    from harness.results.store import HOST_ENV
+    from harness.results.store import DEFER_PLOTS_ENV, HOST_ENV
 
     # plots: drawn here, afterwards; the host's name and clock, which the guest's are not
-    env = {**shared_guest.GUEST_ENV, DEFER_ENV: "1", HOST_ENV: platform.node(),
+    env = {**shared_guest.GUEST_ENV, DEFER_PLOTS_ENV: "1", HOST_ENV: platform.node(),
            CLOCK_ENV: json.dumps(clock_facts())}
     with Journal(f"{run_id}-host") as journal:
         journal.record("run_folder", path=str(out))

@@ -81,7 +81,7 @@ def main() -> int:
             traceback.print_exc()
     # a check that fails here (pathCheck exits) fails again in the run that needs it
     with suppress(Exception, SystemExit):
-        sys.modules["harness.lab.wiring"].prime()
+        importlib.import_module("harness.lab.wiring").prime()
     # Children share our memory copy-on-write, and each page copy is a slow fault in
     # UML: keep the collector off the imported objects, and skip the interpreter's
     # teardown (which touches every object) when a child exits.

@@ -24,7 +24,6 @@ from matplotlib.patches import Patch
 
 from harness.errors import LabError
 from harness.results.samples import LOSS_BIN_NS, Trial, load_trial, samples_frame
-from harness.results.store import DEFER_PLOTS_ENV
 from harness.results.summary import FAILURES as STEP_FAILURES
 from harness.results.summary import TRIAL_FILE, failover_outage, failure_call_ns
 
@@ -90,12 +89,6 @@ def trial_figure(trial: Trial, gap: tuple[int, int] | None = None) -> Figure:
     _legend(fig, gap_s, derived, bool(trial.packets))
     fig.suptitle(_title(trial, gap, derived, failure), fontsize=11)
     return fig
-
-
-# Set in a User-mode Linux guest: trials leave their drawing to the host, which redraws
-# from the stored files once the guest is done (5.9 s a trial inside UML, 1.4 s on the
-# host: matplotlib on one emulated CPU).
-DEFER_ENV = DEFER_PLOTS_ENV
 
 
 def _facts(trial_dir: Path) -> dict[str, Any]:
