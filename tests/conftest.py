@@ -29,6 +29,35 @@ SCENARIOS = REPO / "scenarios"
 LAB_REPORT: list[str] = []
 
 
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Under pytest-xdist a worker's lines go to the controller, which prints them."""
+    if hasattr(session.config, "workeroutput"):
+        session.config.workeroutput["lab_report"] = list(LAB_REPORT)
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: absent without xdist
+def pytest_testnodedown(node, error) -> None:
+    LAB_REPORT.extend(getattr(node, "workeroutput", {}).get("lab_report", []))
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)
+def pytest_xdist_make_scheduler(config, log):
+    """Under ``pytest -n N``: each lab stream whole to one worker (tests/lab/streams.py),
+    every other test on its own to whichever worker is free."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    from .lab.streams import stream
+
+    if config.getvalue("dist") not in ("load", "loadgroup"):
+        return None  # the user asked for another distribution
+
+    class StreamScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return stream(nodeid) or nodeid
+
+    return StreamScheduling(config, log)
+
+
 def pytest_terminal_summary(terminalreporter) -> None:
     if LAB_REPORT:
         terminalreporter.section("where the labs ran")

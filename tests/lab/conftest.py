@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +13,8 @@ import pytest
 from harness.lab.shared_guest import ENV_VAR, SharedGuest
 
 from ..conftest import REPO
+from . import streams
+from .streams import EARLY_RUNS
 
 HERE = Path(__file__).parent
 
@@ -30,9 +31,30 @@ def pytest_configure(config: pytest.Config) -> None:
                             " Linux guests of their own, not the session's shared guest")
 
 
-@pytest.fixture(scope="session", autouse=True)
-def shared_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedGuest | None]:
-    """One User-mode Linux guest for the whole session, where the host lacks bonding
+_begun: set[str] = set()
+
+
+@pytest.hookimpl(tryfirst=True)  # before any fixture of the item is set up
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """At the first test of each stream this process runs (tests/lab/streams.py): under
+    xdist, hold the worker on the stream's CPU; then, for the guest stream, boot the
+    shared guest, for the host stream, start the early runs.  A process that runs no
+    test of a stream starts nothing for it."""
+    name = streams.stream(item.nodeid)
+    if name is None or name in _begun:
+        return
+    if not _begun:
+        streams.pin(name)
+    _begun.add(name)
+    factory: pytest.TempPathFactory = item.config._tmp_path_factory  # tmp_path_factory's
+    if name == streams.GUEST:
+        _boot_shared_guest(item.config, factory)
+    else:
+        _start_early_runs(item.config, item.session, factory)
+
+
+def _boot_shared_guest(config: pytest.Config, factory: pytest.TempPathFactory) -> None:
+    """One User-mode Linux guest for the guest stream's tests, where the host lacks bonding
     (REDLAB_SHARED_GUEST=0 turns it off): every `redlab run` under pytest's temporary
     folder that needs a guest submits its command there (REDLAB_GUEST) instead of booting
     one, saving the boot, Python's imports in the guest and the Open vSwitch wait per run
@@ -44,15 +66,14 @@ def shared_guest(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedGue
 
     if (os.environ.get("REDLAB_SHARED_GUEST", "1") == "0" or not uml.uml_available()
             or capabilities.probe("bonding")):
-        yield None
         return
-    guest = SharedGuest.boot_for_any_lab([tmp_path_factory.getbasetemp()])
+    guest = SharedGuest.boot_for_any_lab([factory.getbasetemp()])
     os.environ[ENV_VAR] = str(guest.spool)
-    try:
-        yield guest
-    finally:
+
+    def close() -> None:
         os.environ.pop(ENV_VAR, None)
         guest.close()
+    config.add_cleanup(close)
 
 
 @pytest.fixture(autouse=True)
@@ -61,36 +82,32 @@ def _private_guest(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPat
         monkeypatch.delenv(ENV_VAR, raising=False)
 
 
-# Runs that mostly wait (a 90 s LACP timeout) start with the session, in a guest of their
-# own, and their tests collect the result: test id -> (scenario, --param values).
-EARLY_RUNS = {
-    "test_a_member_whose_lacpdus_stop_leaves_after_three_missed_pdus[slow]": (
-        "lacp-timeout", ("lacp_rate=slow", "traffic.duration_s=100", "traffic.parallel=1",
-                         "traffic.probe_interval_ms=10")),
-}
 _started: dict[str, tuple[subprocess.Popen[str], Path]] = {}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _early_runs(request: pytest.FixtureRequest,
-                tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+def _start_early_runs(config: pytest.Config, session: pytest.Session,
+                      factory: pytest.TempPathFactory) -> None:
     """Start the EARLY_RUNS whose tests were selected, each in the background: light
-    traffic (one flow, 100 probes/s) on one host core while the other serves the rest."""
-    wanted = {item.name for item in request.session.items} & set(EARLY_RUNS)
+    traffic (one flow, 100 probes/s) beside the host stream's labs, while the other CPU
+    serves the guest stream.  Under xdist every worker collects every test; the one that
+    runs the host stream (where streams.stream puts these tests) starts them."""
+    wanted = {item.name for item in session.items} & set(EARLY_RUNS)
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
     for name in sorted(wanted):
         scenario, params = EARLY_RUNS[name]
-        out = tmp_path_factory.mktemp(f"early-{scenario}") / "run"
+        out = factory.mktemp(f"early-{scenario}") / "run"
         argv = [sys.executable, "-m", "harness", "run", f"scenarios/{scenario}.yaml",
                 *(a for p in params for a in ("--param", p)), "--out", str(out)]
         _started[name] = (subprocess.Popen(argv, cwd=REPO, env=env, text=True,
                                            stdout=subprocess.PIPE, stderr=subprocess.PIPE),
                           out)
-    yield
-    for proc, _ in _started.values():
-        if proc.poll() is None:
-            proc.terminate()
-            proc.communicate(timeout=60)
+
+    def stop() -> None:
+        for proc, _ in _started.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.communicate(timeout=60)
+    config.add_cleanup(stop)
 
 
 def early_run(name: str, timeout: float = 600) -> Path | None:
