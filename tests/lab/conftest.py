@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "private_guest: the test's redlab runs boot User-mode"
                             " Linux guests of their own, not the session's shared guest")
+    config.addinivalue_line("markers", "whole_host: the test needs every host CPU (guests"
+                            " held on CPUs of their own): its worker's pin is lifted meanwhile")
+
+
+@pytest.fixture(autouse=True)
+def _whole_host(request: pytest.FixtureRequest) -> Iterator[None]:
+    if request.node.get_closest_marker("whole_host"):
+        with streams.unpinned():
+            yield
+    else:
+        yield
 
 
 _begun: set[str] = set()

@@ -24,6 +24,8 @@ a stream split over two workers would boot two shared guests and race them.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import PurePosixPath
 
 GUEST, HOST = "guest", "host"
@@ -67,6 +69,9 @@ def worker() -> str | None:
     return os.environ.get("PYTEST_XDIST_WORKER")
 
 
+_unpinned: set[int] = set()  # the CPUs this worker might use before pin()
+
+
 def pin(name: str) -> int | None:
     """Hold this worker (and what it starts from now on) on the stream's CPU; None when
     not under xdist or with a single CPU."""
@@ -74,5 +79,19 @@ def pin(name: str) -> int | None:
     if worker() is None or len(cpus) < 2:
         return None
     cpu = cpus[-1] if name == GUEST else cpus[0]
+    _unpinned.update(cpus)
     os.sched_setaffinity(0, {cpu})
     return cpu
+
+
+@contextmanager
+def unpinned() -> Iterator[None]:
+    """Every CPU for a test that needs them (``whole_host``: guests held on CPUs of their
+    own), then the worker's stream CPU again."""
+    held = os.sched_getaffinity(0)
+    if _unpinned:
+        os.sched_setaffinity(0, _unpinned)
+    try:
+        yield
+    finally:
+        os.sched_setaffinity(0, held)

@@ -243,6 +243,7 @@ def test_two_guests_at_once_are_separate_kernels(journal: Journal) -> None:
 
 @needs_uml
 @pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one host CPU: nothing to pin")
+@pytest.mark.whole_host
 def test_each_guest_is_held_on_a_host_cpu_of_its_own(journal: Journal) -> None:
     """Pinned, a guest's system calls stop crossing CPUs (harness/lab/uml_cpu.py); two
     guests at once get different CPUs, and every host process of a guest inherits it."""

@@ -23,6 +23,7 @@ SCENARIO = "scenarios/bond-active-backup.yaml"
 
 @pytest.mark.lab
 @pytest.mark.private_guest  # two guests booted side by side, not one shared guest in turn
+@pytest.mark.whole_host  # on a CPU each, as two runs at once get
 def test_two_runs_at_once_do_not_collide(tmp_path):
     before = Snapshot.take()
     outs = [tmp_path / "a", tmp_path / "b"]
