@@ -3,8 +3,9 @@
 Hosts are Mininet hosts (a shell in its own network namespace); switches are Linux
 bridges or Open vSwitch bridges in the root namespace, named ``r<run id><name>`` with
 ports ``<switch>-<port>`` so that concurrent runs never share a name.  Mininet makes the
-namespaces and the veth cables; an Open vSwitch bridge here is only the node holding its
-cable ends (the bridge itself is made by harness.tech.ovs.plugin).  Every root-namespace name is
+namespaces; the veth cables and Linux bridges are made over netlink (harness.lab.cables)
+and handed to Mininet's bookkeeping; an Open vSwitch bridge here is only the node holding
+its cable ends (the bridge itself is made by harness.tech.ovs.plugin).  Every root-namespace name is
 journaled before Mininet creates it, and every shell as soon as it exists.
 """
 
@@ -23,6 +24,8 @@ from mininet.net import Mininet
 from mininet.node import Switch
 from mininet.nodelib import LinuxBridge
 
+from harness.lab import cables
+
 # Importing mininet makes every logger created after it a MininetLogger (level OUTPUT,
 # a handler of its own): a module's logging would depend on whether it was imported
 # before or after this one. Ours stay plain loggers, whatever the import order.
@@ -37,7 +40,7 @@ def instantiate(lab: Lab) -> Any:
     topo, journal = lab.topo, lab.journal
     setLogLevel("error")
     net = lab.net = Mininet(controller=None, build=False, autoSetMacs=False,
-                            autoStaticArp=False)
+                            autoStaticArp=False, host=cables.QuietHost)
     for name in topo.hosts():
         host = net.addHost(name, ip=None)
         journal.record_process(host.pid, f"mininet host shell {name}", group=True)
@@ -47,16 +50,27 @@ def instantiate(lab: Lab) -> Any:
         if not is_ovs:
             journal.record("link", name=real)
         # Mininet derives a dpid from digits in the name, which a run id may lack.
-        switch = net.addSwitch(real, cls=_ovs_ports_class() if is_ovs else LinuxBridge,
+        switch = net.addSwitch(real, cls=_ovs_ports_class() if is_ovs else cables.NetlinkBridge,
                                dpid=f"{number:016x}")
         journal.record_process(switch.pid, f"mininet switch shell {real}", group=True)
+    # a Mininet node -> the lab's netlink socket in its namespace (opened once, kept)
+    by_name = {lab.node_name(n): n for n in topo.nodes}
+
+    def sockets(node: Any) -> Any:
+        return lab.ipr(by_name[node.name])
+
+    ends = []
     for link in topo.links:
         names = (lab.ifname(link.a, link.a_intf), lab.ifname(link.b, link.b_intf))
         for node, name in ((link.a, names[0]), (link.b, names[1])):
             if topo.nodes[node].kind == "switch":
                 journal.record("link", name=name)
-        net.addLink(lab.node_name(link.a), lab.node_name(link.b),
-                    intfName1=names[0], intfName2=names[1])
+        a, b = net.get(lab.node_name(link.a)), net.get(lab.node_name(link.b))
+        cables.make_cable(sockets, a, names[0], b, names[1])
+        net.addLink(a, b, intfName1=names[0], intfName2=names[1], cls=cables.PrewiredLink,
+                    intf=cables.NetlinkIntf)
+        ends += [(a, names[0]), (b, names[1])]
+    cables.bring_up(sockets, ends)
     net.build()
     net.start()
     return net
@@ -103,9 +117,7 @@ def _ovs_ports_class() -> type:
         neither needs nor touches the OVS database (nor its own controller logic)."""
 
         def start(self, _controllers: object) -> None:
-            for intf in self.intfList():
-                if self.name in intf.name:
-                    self.cmd("ip link set", intf, "up")
+            """Nothing to do: its cable ends are up already (cables.bring_up)."""
 
     return OvsPorts
 
