@@ -17,6 +17,8 @@ import pytest
 
 from harness.tech.mclag import fdb
 from harness.tech.mclag.control import (
+    ALONE_AFTER_START_MS,
+    NONE,
     ORPHAN,
     PRIMARY,
     SECONDARY,
@@ -127,6 +129,28 @@ def test_a_leaf_that_hears_no_peer_becomes_primary_after_the_peer_timeout():
     assert [a.detail["why"] for a in actions if isinstance(a, Event)] == [
         "no peer heard since start"]
     assert alone.deadline_ns() is None  # nothing heard, nothing left to wait for
+
+
+def test_with_a_short_peer_timeout_a_leaf_still_waits_for_its_peer_to_start():
+    """A 500 ms peer timeout, and leaf1's agent ready 1.5 s after leaf2's (seen in a busy
+    User-mode Linux): leaf2 must not take the primary role alone meanwhile, so the
+    priorities decide (leaf1, 100, primary)."""
+    fast = {"heartbeat_ms": 100, "peer_timeout_ms": 500}
+    leaf2 = Controller(AgentConfig(**settings("leaf2", **fast)), 0)
+    assert leaf2.deadline_ns() == ALONE_AFTER_START_MS * MS
+    assert leaf2.tick(1500 * MS) == [] and leaf2.role == NONE
+    leaf1 = Controller(AgentConfig(**settings("leaf1", **fast)), 1500 * MS)
+    for now in range(1500, 2500, 100):
+        for me, peer in ((leaf1, leaf2), (leaf2, leaf1)):
+            for path in ("peer_link", "keepalive"):
+                me.on_heartbeat(path, peer.message(now * MS), now * MS)
+            me.tick(now * MS)
+    assert (leaf1.role, leaf2.role) == (PRIMARY, SECONDARY)
+    alone = Controller(AgentConfig(**settings("leaf2", **fast)), 0)
+    alone.tick(ALONE_AFTER_START_MS * MS - 1)
+    assert alone.role == NONE
+    alone.tick(ALONE_AFTER_START_MS * MS)
+    assert alone.role == PRIMARY  # and alone it does, after the start-up wait
 
 
 def test_a_primary_keeps_its_role_when_a_leaf_with_a_better_priority_returns():

@@ -8,10 +8,11 @@ The rules, and the real pair each follows:
 
 - Liveness (Cisco vPC peer keepalive): a path (peer link, keepalive link) is up while a
   heartbeat arrived on it within the peer timeout; the peer is alive while either is.
-- Election (vPC roles, non-preemptive): alone for a peer timeout after start, a leaf is
-  primary; two leaves without a primary elect the lower role priority, then the lower
-  own system id; an existing primary keeps the role when the peer returns; two primaries
-  (a dual-active split that healed) are decided by the election rule.
+- Election (vPC roles, non-preemptive): alone for a peer timeout after start (at least
+  ALONE_AFTER_START_MS), a leaf is primary; two leaves without a primary elect the lower
+  role priority, then the lower own system id; an existing primary keeps the role when
+  the peer returns; two primaries (a dual-active split that healed) are decided by the
+  election rule.
 - Peer link down, keepalive up, ``secondary-shutdown`` (vPC suspends its vPC ports,
   Cumulus puts its bonds in protodown): the secondary takes every member port of its
   dual-homed bonds down until the peer link is heard again. Once the peer is lost too,
@@ -31,7 +32,7 @@ The rules, and the real pair each follows:
 - Delay restore (Cisco vPC ``delay restore``, Dell VLT's, Cumulus clagd's init delay): a
   leaf back from a reboot keeps its dual-homed ports down (``held``) until it knows where
   it stands: its peer heard (whose MACs the same heartbeat syncs), or, alone, primary
-  after a peer timeout (vPC's auto-recovery, with RedLab's shorter wait); then
+  after the start-up wait above (vPC's auto-recovery, with RedLab's shorter wait); then
   ``delay_restore_ms`` more, and never while secondary-shutdown wants them down.
   Without it the servers bundle their members into a leaf that knows neither its role
   nor its peer's MACs.
@@ -48,6 +49,13 @@ from typing import Any
 from harness.tech.mclag.config import ORPHAN, AgentConfig, Message  # noqa: F401
 
 NONE, PRIMARY, SECONDARY = "none", "primary", "secondary"
+# A leaf that has heard no peer since it started waits at least this long before it makes
+# itself primary, however short the peer timeout: both agents of a pair start together,
+# and inside a busy User-mode Linux one was seen ready 1.5 s after the other (which,
+# with a 500 ms timeout, took the primary role alone and reversed the roles the
+# priorities asked for). Real pairs wait far longer alone: vPC's auto-recovery reload
+# delay is 240 s, Cumulus clagd's init delay 180 s.
+ALONE_AFTER_START_MS = 3000
 FRESH = 2  # heartbeats: a path heard within this many is hearing the peer now
 
 
@@ -115,6 +123,7 @@ class Controller:
     def __init__(self, config: AgentConfig, start_ns: int) -> None:
         self.config, self.start_ns = config, start_ns
         self.timeout_ns = config.peer_timeout_ms * 1_000_000
+        self.alone_ns = max(config.peer_timeout_ms, ALONE_AFTER_START_MS) * 1_000_000
         self.heartbeat_ns = config.heartbeat_ms * 1_000_000
         self.heard: dict[str, int | None] = dict.fromkeys(config.paths)
         self.path_up = dict.fromkeys(config.paths, False)
@@ -175,7 +184,7 @@ class Controller:
         times = [heard + self.timeout_ns for path, heard in self.heard.items()
                  if heard is not None and self.path_up[path]]
         if self.role == NONE:
-            times.append(self.start_ns + self.timeout_ns)
+            times.append(self.start_ns + self.alone_ns)
         if self.held and self.ready_ns is not None:
             times.append(self.ready_ns + self.delay_ns)
         return min(times, default=None)
@@ -241,7 +250,7 @@ class Controller:
                 role, why = (PRIMARY if wins else SECONDARY), "election"
         elif self.role == SECONDARY:
             role, why = PRIMARY, "peer lost"
-        elif self.role == NONE and now - self.start_ns >= self.timeout_ns:
+        elif self.role == NONE and now - self.start_ns >= self.alone_ns:
             role, why = PRIMARY, "no peer heard since start"
         if role == self.role:
             return []
