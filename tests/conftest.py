@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -129,6 +130,14 @@ def trial_events(out: Path, kind: str, trial: int = 1) -> list[dict[str, str]]:
     """The events of one kind in a trial's events.csv, in file order."""
     return [e for e in read_rows(out / f"trial-{trial:03d}" / "events.csv")
             if e["kind"] == kind]
+
+
+def call_start_s(out: Path, kind: str) -> float:
+    """When the call of the first ``kind`` step began: its event is stamped at the call's
+    middle, and what it caused (a notice, say) may come anywhere in the call."""
+    event = trial_events(out, kind)[0]
+    call_ms = float(re.search(r"call ([\d.]+) ms", event["detail"])[1])
+    return float(event["t_s"]) - call_ms / 2000 - 1e-4  # printed to 0.1 ms
 
 
 def redlab(*args: str, timeout: float = 600, **kwargs) -> subprocess.CompletedProcess[str]:

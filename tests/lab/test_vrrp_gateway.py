@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import re
 import shutil
 from pathlib import Path
 
@@ -25,7 +24,13 @@ import pytest
 
 from harness.results import summary
 
-from ..conftest import LAB_REPORT, assert_summarize_reproduces, run_scenario, trial_events
+from ..conftest import (
+    LAB_REPORT,
+    assert_summarize_reproduces,
+    call_start_s,
+    run_scenario,
+    trial_events,
+)
 
 pytestmark = [pytest.mark.lab,
               pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
@@ -64,14 +69,6 @@ def states(out: Path, router: str) -> list[tuple[float, str]]:
 
 def event_s(out: Path, kind: str) -> float:
     return float(trial_events(out, kind)[0]["t_s"])
-
-
-def call_start_s(out: Path, kind: str) -> float:
-    """When the call of the first ``kind`` step began: its event is stamped at the call's
-    middle, and what it caused (a notice, say) may come anywhere in the call."""
-    event = trial_events(out, kind)[0]
-    call_ms = float(re.search(r"call ([\d.]+) ms", event["detail"])[1])
-    return float(event["t_s"]) - call_ms / 2000 - 1e-4  # printed to 0.1 ms
 
 
 def assert_silent_takeover(r: pd.Series, out: Path) -> None:
