@@ -23,7 +23,7 @@ rebooted).
 Why a watchdog and not a parent-death signal (``PR_SET_PDEATHSIG``) on each child:
 
 - the signal reaches only direct children.  keepalived's VRRP child, the helper
-  processes of User-mode Linux, and whatever a Mininet host shell runs are grandchildren;
+  processes of User-mode Linux, and the lab nodes' namespace holders are grandchildren;
   the journal already names each of them (or their process group).
 - it fires when the *thread* that forked the child exits, not the process: a child
   started from a short-lived thread would die with that thread (tests boot two guests

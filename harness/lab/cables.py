@@ -7,11 +7,11 @@ about 0.19 s, so a dual-homed server's cables took seconds and 64 of them minute
 the same objects are made with one netlink request each, from a socket in the namespace
 of the cable's first end (as Mininet's own command runs there, so that a name the root
 namespace already uses, ``eth0``, can be made in a host), the peer created straight in
-the other end's namespace (``IFLA_NET_NS_PID``).  Mininet still owns the nodes, their
-shells and its view of every interface (the ``Link`` and ``Intf`` objects it keeps).
+the other end's namespace (``IFLA_NET_NS_PID``).  Mininet still owns the nodes (shell-free,
+harness.lab.nodes) and its view of every interface (the ``Link`` and ``Intf`` objects it keeps).
 
 Teardown needs no command either: a cable with an end in a host's namespace goes with
-that namespace when the host's shell ends, and every root-namespace end and bridge is in
+that namespace when the host's process ends, and every root-namespace end and bridge is in
 the run's journal, which removes it over netlink (harness/journal.py).
 """
 
@@ -21,8 +21,9 @@ from collections.abc import Callable, Iterable
 
 from mininet.link import Intf, Link
 from mininet.node import Host
-from mininet.nodelib import LinuxBridge
 from pyroute2 import IPRoute
+
+from harness.lab.nodes import RootSwitch
 
 Sockets = Callable[[object], IPRoute]  # a Mininet node -> a netlink socket in its namespace
 
@@ -63,15 +64,7 @@ class NetlinkIntf(Intf):  # type: ignore[misc]
         self.link = None
 
 
-class QuietHost(Host):  # type: ignore[misc]
-    """A Mininet host whose configuration is the lab's: no ``ifconfig lo up`` command
-    (bring_up sets the loopback up), no address of Mininet's choosing."""
-
-    def config(self, **_params: object) -> dict[str, object]:
-        return {}
-
-
-class NetlinkBridge(LinuxBridge):  # type: ignore[misc]
+class NetlinkBridge(RootSwitch):  # type: ignore[misc]
     """A Linux bridge without spanning tree, as Mininet's LinuxBridge makes it with
     ``brctl addbr`` (the kernel's defaults either way), its ports enslaved and the bridge
     set up over netlink; deleted with the journal (see above)."""
@@ -90,4 +83,4 @@ class NetlinkBridge(LinuxBridge):  # type: ignore[misc]
             found = ipr.link_lookup(ifname=self.name)
             if found:
                 ipr.link("del", index=found[0])
-        super(LinuxBridge, self).stop(deleteIntfs)
+        super().stop(deleteIntfs)

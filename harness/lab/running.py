@@ -8,7 +8,8 @@ veth cables (:mod:`harness.lab.wiring`); then each technology the topology uses
 (see :mod:`harness.tech.base` for the order).  The lab itself knows no technology: it
 gives them names, netlink sockets, processes in nodes and the run's journal, and loops
 over them.  Every root-namespace object is written to the run's journal *before* it is
-created; host shells and the processes started in hosts as soon as they exist.
+created; each node's namespace holder and the processes started in nodes as soon as
+they exist.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from harness import timeouts
 from harness.errors import LabError
 from harness.journal import Journal
 from harness.lab import addressing, wiring
+from harness.lab.nodes import netlink_socket
 from harness.measure.stopwatch import Stopwatch
 from harness.naming import check_ifname, prefixed
 from harness.tech.base import Daemon, Technology
@@ -83,21 +85,21 @@ class Lab:
         return f"/proc/{self.net.get(node).pid}/ns/net"
 
     def pid(self, node: str) -> int:
-        """A process in ``node``'s namespace (its Mininet shell)."""
+        """A process in ``node``'s namespace (its namespace holder, harness.lab.nodes)."""
         return int(self.net.get(self.node_name(node)).pid)
 
     def ipr(self, node: str) -> IPRoute:
         """A netlink socket in ``node``'s namespace, kept for the lab's lifetime.
 
-        Opening one forks a helper (pyroute2 enters the namespace in a child), which is
-        slow inside User-mode Linux, so sockets are reused; one per thread, because a
-        pyroute2 socket belongs to the thread that made it.
+        Sockets are opened from inside the namespace (harness.lab.nodes.netlink_socket)
+        and reused; one per thread, because a pyroute2 socket belongs to the thread that
+        made it.
         """
         netns = self.netns(node)
         key = (threading.get_ident(), netns)
         with self._sockets_lock:
             if key not in self._sockets:
-                self._sockets[key] = IPRoute(netns=netns) if netns else IPRoute()
+                self._sockets[key] = netlink_socket(netns) if netns else IPRoute()
             return self._sockets[key]
 
     def tech(self, kind: type[T]) -> T:

@@ -1,12 +1,13 @@
 """Mininet instantiation of a topology's nodes and cables, and the root namespace kept out.
 
-Hosts are Mininet hosts (a shell in its own network namespace); switches are Linux
-bridges or Open vSwitch bridges in the root namespace, named ``r<run id><name>`` with
-ports ``<switch>-<port>`` so that concurrent runs never share a name.  Mininet makes the
-namespaces; the veth cables and Linux bridges are made over netlink (harness.lab.cables)
-and handed to Mininet's bookkeeping; an Open vSwitch bridge here is only the node holding
-its cable ends (the bridge itself is made by harness.tech.ovs.plugin).  Every root-namespace name is
-journaled before Mininet creates it, and every shell as soon as it exists.
+Hosts are Mininet hosts, each a namespace held by a sleeping process (harness.lab.nodes);
+switches are Linux bridges or Open vSwitch bridges in the root namespace, named
+``r<run id><name>`` with ports ``<switch>-<port>`` so that concurrent runs never share a
+name.  Mininet makes the namespaces; the veth cables and Linux bridges are made over
+netlink (harness.lab.cables) and handed to Mininet's bookkeeping; an Open vSwitch bridge
+here is only the node holding its cable ends (the bridge itself is made by
+harness.tech.ovs.plugin).  Every root-namespace name is journaled before Mininet creates
+it, and every node's process as soon as it exists.
 """
 
 from __future__ import annotations
@@ -21,10 +22,8 @@ from typing import TYPE_CHECKING, Any
 # guest's agent (harness/lab/guest_agent.py) now pays once for all its runs.
 from mininet.log import setLogLevel
 from mininet.net import Mininet
-from mininet.node import Switch
-from mininet.nodelib import LinuxBridge
 
-from harness.lab import cables
+from harness.lab import cables, nodes
 
 # Importing mininet makes every logger created after it a MininetLogger (level OUTPUT,
 # a handler of its own): a module's logging would depend on whether it was imported
@@ -40,10 +39,10 @@ def instantiate(lab: Lab) -> Any:
     topo, journal = lab.topo, lab.journal
     setLogLevel("error")
     net = lab.net = Mininet(controller=None, build=False, autoSetMacs=False,
-                            autoStaticArp=False, host=cables.QuietHost)
+                            autoStaticArp=False, host=nodes.QuietHost)
     for name in topo.hosts():
         host = net.addHost(name, ip=None)
-        journal.record_process(host.pid, f"mininet host shell {name}", group=True)
+        journal.record_process(host.pid, f"mininet host {name}", group=True)
     for number, name in enumerate(topo.switches(), start=1):
         real = lab.node_name(name)
         is_ovs = topo.nodes[name].impl == "ovs"
@@ -52,7 +51,7 @@ def instantiate(lab: Lab) -> Any:
         # Mininet derives a dpid from digits in the name, which a run id may lack.
         switch = net.addSwitch(real, cls=_ovs_ports_class() if is_ovs else cables.NetlinkBridge,
                                dpid=f"{number:016x}")
-        journal.record_process(switch.pid, f"mininet switch shell {real}", group=True)
+        journal.record_process(switch.pid, f"mininet switch {real}", group=True)
     # a Mininet node -> the lab's netlink socket in its namespace (opened once, kept)
     by_name = {lab.node_name(n): n for n in topo.nodes}
 
@@ -77,14 +76,12 @@ def instantiate(lab: Lab) -> Any:
 
 
 def prime() -> None:
-    """Mininet's once-per-process checks (`which` of mnexec, ifconfig and brctl, the
-    bridge's netfilter sysctls, the core count): 1.7 s of a run's first wiring inside
-    User-mode Linux, which a shared guest's agent runs once before it forks its runs."""
-    from mininet.node import Host
+    """Mininet's once-per-process checks (`which` of mnexec and ifconfig, the core
+    count): over a second of a run's first wiring inside User-mode Linux, which a shared
+    guest's agent runs once before it forks its runs."""
     from mininet.util import numCores
 
-    for cls in (Host, LinuxBridge, _ovs_ports_class()):
-        cls.checkSetup()
+    nodes.QuietHost.checkSetup()
     numCores()
 
 
@@ -111,7 +108,7 @@ def keep_root_namespace_out(lab: Lab) -> None:
 
 @functools.cache
 def _ovs_ports_class() -> type:
-    class OvsPorts(Switch):  # type: ignore[misc]
+    class OvsPorts(nodes.RootSwitch):  # type: ignore[misc]
         """Mininet's view of an Open vSwitch bridge: a root-namespace node holding the
         bridge's cable ends.  The bridge itself is made by harness.tech.ovs.plugin, so Mininet
         neither needs nor touches the OVS database (nor its own controller logic)."""

@@ -35,7 +35,7 @@ HOST_MODULES = {
     "test_vrrp_gateway", "test_vrrp_daemon", "test_path_cut", "test_cluster",
     "test_root_namespace", "test_gapprobe", "test_pytest_plugin", "test_calibration",
     "test_killed_run", "test_run_lifecycle", "test_suite_guest", "test_lab_runtime",
-    "test_lacp_parse", "test_inject",
+    "test_lacp_parse", "test_inject", "test_lab_nodes",
 }
 # tests of a host module whose runs need the shared guest after all
 GUEST_TESTS = ("test_the_same_gateway_fails_over_inside_user_mode_linux",)

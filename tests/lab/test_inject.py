@@ -115,7 +115,7 @@ def leftovers(run_id: str, processes: list[dict]) -> dict[str, list]:
 def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
     """A running lab; afterwards, proof that closing it left nothing on this machine.
 
-    Every process the lab started (host shells, whose death takes their namespaces, and
+    Every process the lab started (node holders, whose death takes their namespaces, and
     everything from lab.popen) is journaled, so the journal says what to look for.
     """
     monkeypatch.setattr(harness.journal, "JOURNAL_DIR", tmp_path / "journal")
