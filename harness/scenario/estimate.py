@@ -24,15 +24,17 @@ if TYPE_CHECKING:
     from harness.scenario.suite_runner import PlannedRun
 
 TRAFFIC_PHASE = "traffic"
-# Overheads seen on 2 cores (this stop's runs): a bond or MC-LAG trial in User-mode Linux
-# 14-50 s beyond its traffic, a VRRP trial natively about 12 s.
-DEFAULT_OVERHEAD_S = {"uml": 45.0, "native": 15.0}
-# Per run, outside its trials: the run's process in the guest, its plots drawn on the
-# host (4-6 s a bond run in UML here); on a cluster also a guest's boot per trial.
-RUN_OVERHEAD_S = {"uml": 8.0, "native": 5.0}
+# Overheads seen on 2 cores (scripts/bench_trials.py, 2026-12-03): a trial beyond its
+# traffic, in User-mode Linux, 3 s for a bond, 8 s for an Open vSwitch LAG, about 20 s
+# for dc_edge with 8 servers; natively 4.6 s for VRRP. The default leans to the slow end.
+DEFAULT_OVERHEAD_S = {"uml": 15.0, "native": 5.0}
+# Per run, outside its trials: the run's process (in the guest, its first trial's slower
+# start; on a cluster, where each trial is a run, a guest's boot too). A local suite
+# draws its plots after its trials, while its guest shuts down.
+RUN_OVERHEAD_S = {"uml": 4.0, "native": 3.0}
 # Once per local suite whose runs need User-mode Linux: the guest they share
-# (harness/scenario/suite_guest.py; 9.4-10.6 s to ready here).
-SUITE_GUEST_BOOT_S = 12.0
+# (harness/scenario/suite_guest.py; 6.3-6.8 s to ready here).
+SUITE_GUEST_BOOT_S = 7.0
 PHASE_OFFSET_S = 1.0  # at most: the traffic runs longer by the phase offset, rounded up
 MAX_FOLDERS = 2000    # trial folders read at most, newest runs first
 
@@ -120,8 +122,13 @@ def describe(name: str, planned: list[tuple[PlannedRun, str, TrialCost]],
     trial is a run of its own (its own guest, its own bring-up), spread over the workers,
     and the time is machine time, in all, as measured here."""
     trials = sum(run.repeat for run, _, _ in planned)
+
+    def per_run(where: str) -> float:  # on a cluster, each trial's own guest boots too
+        boot = SUITE_GUEST_BOOT_S if cluster and where == "uml" else 0.0
+        return RUN_OVERHEAD_S[where] + boot
+
     if cluster:
-        total = sum(run.repeat * (cost.seconds + RUN_OVERHEAD_S[where])
+        total = sum(run.repeat * (cost.seconds + per_run(where))
                     for run, where, cost in planned)
         where_said = (f"{duration(total)} of trials in all (machines like this one),"
                       f" shared among the workers of {cluster}")
@@ -134,7 +141,7 @@ def describe(name: str, planned: list[tuple[PlannedRun, str, TrialCost]],
     lines = [f"suite {name}: {len(planned)} run(s), {trials} trial(s), about {where_said}"
              " (a trial run again because its lab was not steady adds its own)"]
     lines += [f"  {run.label}: {run.repeat} x {duration(cost.seconds)} + "
-              f"{RUN_OVERHEAD_S[where]:.0f} s{' each' if cluster else ''}"
+              f"{per_run(where):.0f} s{' each' if cluster else ''}"
               f" ({where}; {cost.basis})"
               for run, where, cost in planned]
     return "\n".join(lines)

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TAIL_SHARE = 0.1  # of the last step's tail, a phase offset may take without more traffic
-PROBE_TAIL_S = 1.5  # redlab-probe is ended this long after iperf3's traffic
+PROBE_TAIL_S = 0.5  # redlab-probe is ended this long after iperf3's traffic
 IRTT_TAIL_S = 3.0  # irtt runs for the traffic plus this, from before iperf3 connects
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
 PROBE_STEP_MARGIN_S = 0.5  # the probe must run at least this long after each step starts

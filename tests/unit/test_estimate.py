@@ -45,5 +45,5 @@ def test_a_dry_run_lists_the_plan_and_creates_nothing(tmp_path):
     done = redlab("suite", "scenarios/suites/default.yaml", "--out", str(out), "--dry-run")
     assert done.returncode == 0, done.stderr
     assert "suite default: 3 run(s), 5 trial(s), about" in done.stderr
-    assert "01-bond-active-backup-miimon=100: 3 x" in done.stderr
+    assert "01-bond-active-backup-quick-miimon=100: 3 x" in done.stderr
     assert not out.exists()

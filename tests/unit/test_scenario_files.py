@@ -21,7 +21,10 @@ def load_and_fit(path: Path) -> None:
     scenario.check_against(topo, path)
 
 
-@pytest.mark.parametrize("path", sorted(SCENARIOS.glob("*.yaml")), ids=lambda p: p.name)
+SHIPPED = sorted([*SCENARIOS.glob("*.yaml"), *SCENARIOS.glob("quick/*.yaml")])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
 def test_every_shipped_scenario_loads_and_builds_its_topology(path):
     load_and_fit(path)
 
