@@ -171,7 +171,8 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
                                 deadline_s=deadline, journal=journal)
     log.info("UML: boot %.1f s, run %.1f s, exit %d", result.boot_s, result.run_s,
              result.returncode)
-    draw_pending(out)  # what was measured is drawn, whatever stopped the run
+    if not os.environ.get(DEFER_PLOTS_ENV):  # a suite draws its runs' plots at its end
+        draw_pending(out)  # what was measured is drawn, whatever stopped the run
     if check and result.returncode != 0:
         raise typer.Exit(result.returncode)
     return result.returncode
@@ -223,10 +224,14 @@ def suite(
                 runner = gather.ClusterSuiteRunner(plan, client, spec, lab, deadline,
                                                    fail_fast)
             else:  # one guest for the runs that need one, not one boot each
+                from harness.results.deferred_plots import DeferredPlots
                 from harness.scenario import suite_guest
 
+                plots = stack.enter_context(DeferredPlots([plan.root / r.label
+                                                           for r in todo]))
                 stack.enter_context(suite_guest.shared_for(
                     [(r.scenario, r.params, r.expect) for r in todo], lab, plan.root))
+                stack.enter_context(plots.deferring())
             try:
                 with suite_output.SuiteProgress(runner) as progress:
                     runner.run(progress)
