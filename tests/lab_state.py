@@ -9,7 +9,7 @@ from pathlib import Path
 from harness import journal
 
 LAB_PROCESSES = {"linux.uml", "iperf3", "irtt", "redlab-probe", "mnexec", "keepalived",
-                 "ovs-vswitchd"}
+                 "ovs-vswitchd", "redlab-netns"}
 
 
 def _comm(pid: str) -> str:

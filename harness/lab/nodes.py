@@ -7,12 +7,12 @@ program with ``popen`` (``mnexec -a <pid>``, harness.lab.running) and configures
 addresses and bonds over netlink.  Inside User-mode Linux that shell cost about 0.6 s
 per node, most of a 64-server lab's bring-up, and even ``mnexec -cdn sleep infinity``
 costs 0.35 s (a fork of this large Python process and two execs).  Here a node is one
-fork of a small C program, redlab-netns (harness/lab/native/redlab_netns.c), started
-once per process: the child unshares its namespaces as ``mnexec -n`` would and sleeps,
-so ``mnexec -a <pid>`` enters it as before, and it ends with a signal (SIGHUP from
-Mininet's ``terminate``, or the journal's kill of its process group).  ``cmd()``
-raises, so that a Mininet code path that would type into a shell fails loudly instead
-of hanging.
+fork of a small C program, redlab-netns (harness/lab/native/redlab_netns.c), that each
+lab starts once (journaled, and closed with the lab): the child unshares its namespaces
+as ``mnexec -n`` would and sleeps, so ``mnexec -a <pid>`` enters it as before, and it
+ends with a signal (SIGHUP from Mininet's ``terminate``, or the journal's kill of its
+process group).  ``cmd()`` raises, so that a Mininet code path that would type into a
+shell fails loudly instead of hanging.
 
 A netlink socket in a node's namespace (``netlink_socket``) is opened the same cheap way:
 pyroute2's ``IPRoute(netns=...)`` forks a child to enter the namespace and passes the
@@ -27,7 +27,6 @@ gets here.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import ctypes
 import os
@@ -83,8 +82,9 @@ HOLDER = "redlab-netns"  # harness/lab/native/redlab_netns.c, built by scripts/b
 _GONE_WAIT_S = 5.0
 
 
-class _Holder:
-    """This process's redlab-netns: one fork of it per node (see the C source)."""
+class Holder:
+    """A lab's redlab-netns: one fork of it per node (see the C source).  Given to each
+    node as the Mininet parameter ``holder``; closed with the lab."""
 
     def __init__(self) -> None:
         beside = Path(sys.executable).parent / HOLDER
@@ -92,42 +92,35 @@ class _Holder:
         if not binary:
             raise LabError(f"{HOLDER} is not built",
                            "run scripts/bootstrap setup (it compiles it with gcc)")
-        self.owner = os.getpid()
         self.proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.pid = self.proc.pid
         self.lock = threading.Lock()
-        atexit.register(self.close)
-
-    def close(self) -> None:
-        """End of input: the holder exits (its children stay until they are killed)."""
-        if self.proc.stdin is not None and not self.proc.stdin.closed:
-            self.proc.stdin.close()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=_GONE_WAIT_S)
 
     def spawn(self, in_namespace: bool) -> int:
         assert self.proc.stdin is not None and self.proc.stdout is not None
         with self.lock:
-            self.proc.stdin.write("net\n" if in_namespace else "root\n")
-            self.proc.stdin.flush()
-            reply = self.proc.stdout.readline().strip()
+            try:
+                self.proc.stdin.write("net\n" if in_namespace else "root\n")
+                self.proc.stdin.flush()
+                reply = self.proc.stdout.readline().strip()
+            except (BrokenPipeError, ValueError):
+                reply = ""
         if not reply.isdigit():
             raise LabError(f"{HOLDER} could not make a namespace: {reply or 'it exited'}",
                            "run as root on a kernel with network namespaces")
         return int(reply)
 
-
-_holder: _Holder | None = None
-_holder_lock = threading.Lock()
-
-
-def _spawn(in_namespace: bool) -> int:
-    global _holder
-    with _holder_lock:
-        if _holder is None or _holder.owner != os.getpid() or _holder.proc.poll() is not None:
-            _holder = _Holder()
-        holder = _holder
-    return holder.spawn(in_namespace)
+    def close(self) -> None:
+        """End of input: the holder exits (its children stay until they are killed)."""
+        if self.proc.stdin is not None and not self.proc.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):
+                self.proc.stdin.close()
+        try:
+            self.proc.wait(timeout=_GONE_WAIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
 
 class HeldProcess:
@@ -161,11 +154,16 @@ class Shellless:
     """Mixin for a Mininet node class: the node's process is a sleeper, not a shell."""
 
     name: str
+    params: dict[str, object]
     inNamespace: bool  # noqa: N815 (Mininet's name)
     waitExited: bool  # noqa: N815 (Mininet's name)
 
     def startShell(self, mnopts: str | None = None) -> None:  # noqa: N802 (Mininet's name)
-        held = HeldProcess(_spawn(self.inNamespace))
+        holder = self.params.get("holder")
+        if not isinstance(holder, Holder):
+            raise LabError(f"node {self.name} was made without a holder",
+                           "pass holder=Holder() to Mininet's addHost/addSwitch")
+        held = HeldProcess(holder.spawn(self.inNamespace))
         self.shell, self.pid = held, held.pid
         self.stdin = self.stdout = None
         self.execed, self.lastCmd, self.lastPid = False, None, None

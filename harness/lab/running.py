@@ -28,7 +28,7 @@ from harness import timeouts
 from harness.errors import LabError
 from harness.journal import Journal
 from harness.lab import addressing, wiring
-from harness.lab.nodes import netlink_socket
+from harness.lab.nodes import Holder, netlink_socket
 from harness.measure.stopwatch import Stopwatch
 from harness.naming import check_ifname, prefixed
 from harness.tech.base import Daemon, Technology
@@ -63,6 +63,7 @@ class Lab:
         self.stopwatch = stopwatch or Stopwatch()  # bring-up and teardown, by phase
         self.techs: list[Technology] = [cls(self) for cls in technologies_for(self.topo)]
         self.net: Any = None
+        self.holder: Holder | None = None  # the nodes' namespace holder (wiring makes it)
         self._started: list[Technology] = []
         self._mark = journal.mark()
         self._sockets: dict[tuple[int, str | None], IPRoute] = {}
@@ -174,6 +175,9 @@ class Lab:
             except Exception as exc:  # the journal below still removes what is left
                 log.warning("mininet stop failed: %s", exc)
             self.net = None
+        if self.holder is not None:
+            self.holder.close()
+            self.holder = None
         self.journal.rollback_to(self._mark)
 
     # -- what failures and the runner ask ------------------------------------------------

@@ -40,8 +40,10 @@ def instantiate(lab: Lab) -> Any:
     setLogLevel("error")
     net = lab.net = Mininet(controller=None, build=False, autoSetMacs=False,
                             autoStaticArp=False, host=nodes.QuietHost)
+    holder = lab.holder = nodes.Holder()
+    journal.record_process(holder.pid, "redlab-netns, the nodes' holder")
     for name in topo.hosts():
-        host = net.addHost(name, ip=None)
+        host = net.addHost(name, ip=None, holder=holder)
         journal.record_process(host.pid, f"mininet host {name}", group=True)
     for number, name in enumerate(topo.switches(), start=1):
         real = lab.node_name(name)
@@ -50,7 +52,7 @@ def instantiate(lab: Lab) -> Any:
             journal.record("link", name=real)
         # Mininet derives a dpid from digits in the name, which a run id may lack.
         switch = net.addSwitch(real, cls=_ovs_ports_class() if is_ovs else cables.NetlinkBridge,
-                               dpid=f"{number:016x}")
+                               dpid=f"{number:016x}", holder=holder)
         journal.record_process(switch.pid, f"mininet switch {real}", group=True)
     # a Mininet node -> the lab's netlink socket in its namespace (opened once, kept)
     by_name = {lab.node_name(n): n for n in topo.nodes}
