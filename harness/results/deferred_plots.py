@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import threading
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from harness.results.summary import TRIAL_FILE
@@ -25,12 +25,17 @@ class DeferredPlots:
         with DeferredPlots(run_dirs) as plots:   # leaving it waits for the drawing
             with shared_guest:                   # closed while the plots are drawn
                 with plots.deferring():          # runs draw nothing; leaving it starts
-                    run the suite                # the drawing in the background
+                    run the suite                # the drawing processes
+
+    The drawing processes are forked here, in the thread that runs the suite, before the
+    guest is closed: a fork taken while another thread of this process holds a lock
+    (logging's, the import lock) could hang in the child.
     """
 
     def __init__(self, run_dirs: Sequence[Path]) -> None:
         self.run_dirs = list(run_dirs)
-        self._drawing: threading.Thread | None = None
+        self._pool: ProcessPoolExecutor | None = None
+        self._drawing: list[Future[None]] = []
 
     @contextlib.contextmanager
     def deferring(self) -> Iterator[None]:
@@ -45,30 +50,27 @@ class DeferredPlots:
                 del os.environ[DEFER_PLOTS_ENV]
             else:
                 os.environ[DEFER_PLOTS_ENV] = before
-            self._drawing = threading.Thread(target=draw_pending_runs, args=(self.run_dirs,),
-                                             name="deferred plots")
-            self._drawing.start()
+            self._start()
+
+    def _start(self) -> None:
+        from harness.results.plot import draw_trial
+
+        trials = pending(self.run_dirs)
+        if not trials:
+            return
+        self._pool = ProcessPoolExecutor(min(len(trials), os.cpu_count() or 1))
+        self._drawing = [self._pool.submit(draw_trial, t) for t in trials]
 
     def __enter__(self) -> DeferredPlots:
         return self
 
     def __exit__(self, *_exc: object) -> None:
-        if self._drawing is not None:
-            self._drawing.join()
+        if self._pool is not None:
+            wait(self._drawing)
+            self._pool.shutdown()
 
 
-def draw_pending_runs(run_dirs: Sequence[Path]) -> None:
-    """draw_pending for many runs, a process per CPU: each trial's plot is its own."""
-    from concurrent.futures import ProcessPoolExecutor
-
-    from harness.results.plot import draw_trial
-
-    trials = [t for run_dir in run_dirs for t in sorted(run_dir.glob("trial-*"))
-              if (t / TRIAL_FILE).is_file() and not (t / "trial.png").exists()]
-    workers = min(len(trials), os.cpu_count() or 1)
-    if workers <= 1:
-        for trial_dir in trials:
-            draw_trial(trial_dir)
-        return
-    with ProcessPoolExecutor(workers) as pool:
-        list(pool.map(draw_trial, trials))
+def pending(run_dirs: Sequence[Path]) -> list[Path]:
+    """The measured trials of ``run_dirs`` that have no plot yet."""
+    return [t for run_dir in run_dirs for t in sorted(run_dir.glob("trial-*"))
+            if (t / TRIAL_FILE).is_file() and not (t / "trial.png").exists()]

@@ -213,3 +213,26 @@ def test_plots_left_by_a_guest_are_drawn_on_the_host_for_measured_trials_only(tm
     assert (run / "trial-001" / "samples.csv").is_file()
     assert (run / "trial-002" / "trial.png").read_bytes() == b"drawn in the guest"
     assert not (run / "trial-003" / "trial.png").exists()
+
+
+def test_a_suite_draws_nothing_while_its_runs_go_then_every_measured_trial(tmp_path):
+    import os
+
+    from harness.results.deferred_plots import DeferredPlots
+    from harness.results.store import DEFER_PLOTS_ENV
+    from harness.results.summary import TRIAL_FILE
+
+    runs = [tmp_path / "01-a", tmp_path / "02-b"]
+    for run in runs:
+        write_trial(run / "trial-001")
+        (run / "metadata.json").write_text(json.dumps({"scenario": {"name": "s"},
+                                                       "params": {}}))
+        (run / "trial-001" / TRIAL_FILE).write_text("{}")
+    write_trial(runs[1] / "trial-002")  # stopped before its traffic ended: no trial.json
+    with DeferredPlots(runs) as plots:
+        with plots.deferring():
+            assert os.environ.get(DEFER_PLOTS_ENV) == "1"  # the runs draw nothing
+        assert DEFER_PLOTS_ENV not in os.environ
+    for run in runs:
+        assert (run / "trial-001" / "trial.png").read_bytes()[:8] == PNG_MAGIC
+    assert not (runs[1] / "trial-002" / "trial.png").exists()
