@@ -171,7 +171,7 @@ def worker_facts() -> dict[str, Any]:
     """Run on each worker: what it is, and whether it can run a trial."""
     missing = [name for name in ("harness", "distributed")
                if importlib.util.find_spec(name) is None]
-    missing += [tool for tool in ("setpriv", "redlab-probe", "iperf3")
+    missing += [tool for tool in ("setpriv", "redlab-probe", "redlab-netns", "iperf3")
                 if shutil.which(tool, path=_tool_path()) is None]
     return {"host": platform.node(), "python": sys.executable, "missing": missing}
 
