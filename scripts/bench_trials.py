@@ -47,8 +47,8 @@ def run(family: str, repeat: int, folder: Path) -> list[dict[str, object]]:
         return [{"family": family, "exit": done.returncode}]
     rows = []
     for timing_file in sorted(out.glob("trial-*/timing.json")):
-        phases = json.loads(timing_file.read_text())["phases_s"]
-        total = json.loads(timing_file.read_text())["total_s"]
+        timing = json.loads(timing_file.read_text())
+        phases, total = timing["phases_s"], timing["total_s"]
         traffic = phases.get("traffic", float("nan"))
         others = {k: v for k, v in phases.items() if k != "traffic"}
         top = max(others, key=others.__getitem__)

@@ -28,30 +28,19 @@ gets here.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 from mininet.node import Host, Node, Switch
 from pyroute2 import IPRoute
+from pyroute2.netns import setns
 
 from harness.errors import LabError
 from harness.journal import is_alive, process_start_time
-
-_CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, _CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
+from harness.native import built
 
 
 def netlink_socket(netns: str) -> IPRoute:
@@ -61,20 +50,18 @@ def netlink_socket(netns: str) -> IPRoute:
     the thread is in then: so the socket is opened here, inside the namespace, and the
     IPRoute must be used by this thread only (harness.lab.running keeps one per thread).
     """
-    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    try:
+    with contextlib.ExitStack() as fds:
+        # this thread's namespace, not pyroute2's pushns (/proc/self: the main thread's)
+        home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+        fds.callback(os.close, home)
         target = os.open(netns, os.O_RDONLY)
-        try:
-            _setns(target)
-        finally:
-            os.close(target)
+        fds.callback(os.close, target)
+        setns(target)
         try:
             ipr = IPRoute()
             ipr.link("get", index=1)  # opens the socket now: every namespace has lo as 1
         finally:
-            _setns(home)
-    finally:
-        os.close(home)
+            setns(home)
     return ipr
 
 
@@ -87,12 +74,7 @@ class Holder:
     node as the Mininet parameter ``holder``; closed with the lab."""
 
     def __init__(self) -> None:
-        beside = Path(sys.executable).parent / HOLDER
-        binary = beside if beside.is_file() else shutil.which(HOLDER)
-        if not binary:
-            raise LabError(f"{HOLDER} is not built",
-                           "run scripts/bootstrap setup (it compiles it with gcc)")
-        self.proc = subprocess.Popen([str(binary)], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen([str(built(HOLDER))], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, text=True, bufsize=1)
         self.pid = self.proc.pid
         self.lock = threading.Lock()

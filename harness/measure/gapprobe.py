@@ -22,6 +22,7 @@ from harness import timeouts
 from harness.errors import LabError, RedLabError
 from harness.measure.probe import Packet, ProbeRecord, ProbeSettings
 from harness.measure.sockets import listening
+from harness.native import built
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
@@ -149,14 +150,7 @@ def load_record(client_csv: Path, server_csv: Path, interval_ns: int) -> ProbeRe
 
 def binary() -> Path:
     """The redlab-probe that scripts/bootstrap built beside the environment's Python."""
-    import sys
-
-    beside = Path(sys.executable).parent / BINARY_NAME
-    found = beside if beside.is_file() else shutil.which(BINARY_NAME)
-    if not found:
-        raise RedLabError(f"{BINARY_NAME} is not built",
-                          "run scripts/bootstrap setup (it compiles it with gcc)")
-    return Path(found)
+    return built(BINARY_NAME)
 
 
 class GapProbeRun:

@@ -101,9 +101,10 @@ def _facts(trial_dir: Path) -> dict[str, Any]:
 
 def draw_pending(run_dir: Path) -> None:
     """Draw every measured trial of ``run_dir`` that has no plot yet."""
-    for trial_dir in sorted(run_dir.glob("trial-*")):
-        if (trial_dir / TRIAL_FILE).is_file() and not (trial_dir / "trial.png").exists():
-            draw_trial(trial_dir)
+    from harness.results.deferred_plots import pending
+
+    for trial_dir in pending([run_dir]):
+        draw_trial(trial_dir)
 
 
 def draw_trial(trial_dir: Path) -> None:
