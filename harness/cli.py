@@ -306,6 +306,8 @@ def _calibrate(lengths: str, repeat: int, interval_ms: float, probe: str, out: P
         injected_ms=("injected_ms", "median"), measured_ms=("measured_ms", "median"),
         median_abs_error_ms=("error_ms", lambda e: e.abs().median()),
         max_abs_error_ms=("error_ms", lambda e: e.abs().max()),
+        # the injected length is known only to within its netlink calls
+        reference_uncertainty_ms=("reference_uncertainty_ms", "median"),
         share_within_bound=("within_bound", "mean"),
         max_sender_late_ms=("sender_late_ms", "max"),
         iperf3_estimate_ms=("iperf3_estimate_ms", "median"),
