@@ -90,8 +90,8 @@ class Agent:
     def start(self) -> None:
         """Clear what a killed agent left, then read the leaf as it is."""
         bonds = sorted(self.config.dual_homed.values())
+        splithorizon.prepare(bonds)
         for bond in bonds:
-            splithorizon.prepare(bond)
             data = self.ipr.get_links(self.index[bond])[0].get_nested(
                 "IFLA_LINKINFO", "IFLA_INFO_DATA")
             actor = data.get("IFLA_BOND_AD_ACTOR_SYSTEM") if data is not None else None

@@ -19,8 +19,10 @@ half went down waits for this filter to go.
 from __future__ import annotations
 
 import logging
+import re
 import subprocess
 import threading
+from collections.abc import Sequence
 from typing import IO
 
 log = logging.getLogger(__name__)
@@ -33,13 +35,6 @@ class TcError(RuntimeError):
     pass
 
 
-def _tc(*args: str, missing_ok: bool = False) -> None:
-    done = subprocess.run(["tc", *args], capture_output=True, text=True,
-                          timeout=TC_TIMEOUT_S, check=False)
-    if done.returncode != 0 and not (missing_ok and _is_missing(done.stderr)):
-        raise TcError(f"tc {' '.join(args)}: {done.stderr.strip() or done.returncode}")
-
-
 def _is_missing(stderr: str) -> bool:
     """tc's words for "there is no such filter" (iproute2 6.1)."""
     return any(words in stderr for words in (
@@ -47,11 +42,40 @@ def _is_missing(stderr: str) -> bool:
         " not found", "TC classifier not found"))
 
 
-def prepare(bond: str) -> None:
-    """Give ``bond`` a clsact qdisc (kept if it has one) and no split horizon filter: an
-    agent killed while the filter was on left it there, and the controller starts off."""
-    _tc("qdisc", "replace", "dev", bond, "clsact")
-    _tc("filter", "del", "dev", bond, "egress", "pref", str(PREF), missing_ok=True)
+def batch_errors(stderr: str) -> dict[int, str]:
+    """``tc -force -batch``'s complaints by the line that failed: each command's own
+    message comes first, then ``Command failed -:N``."""
+    errors: dict[int, str] = {}
+    said: list[str] = []
+    for line in stderr.splitlines():
+        found = re.fullmatch(r"Command failed -:(\d+)", line.strip())
+        if found:
+            errors[int(found[1])] = " ".join(said)
+            said = []
+        elif line.strip():
+            said.append(line.strip())
+    return errors
+
+
+def prepare(bonds: Sequence[str]) -> None:
+    """Give each of ``bonds`` a clsact qdisc (kept if it has one) and no split horizon
+    filter: an agent killed while the filter was on left it there, and the controller
+    starts off. One tc process for them all (one per command took 10 s for 34 bonds in
+    User-mode Linux)."""
+    lines = [line for bond in bonds for line in (
+        f"qdisc replace dev {bond} clsact", f"filter del dev {bond} egress pref {PREF}")]
+    if not lines:
+        return
+    done = subprocess.run(["tc", "-force", "-batch", "-"], input="\n".join(lines) + "\n",
+                          capture_output=True, text=True, timeout=TC_TIMEOUT_S, check=False)
+    errors = batch_errors(done.stderr)
+    line = dict(enumerate(lines, start=1))
+    fatal = [f"tc {line.get(n, f'line {n}')}: {said or 'failed'}"
+             for n, said in sorted(errors.items())
+             if not (line.get(n, "").startswith("filter del") and _is_missing(said))]
+    if fatal or (done.returncode != 0 and not errors):
+        raise TcError("; ".join(fatal) or f"tc -batch exited with {done.returncode}:"
+                      f" {done.stderr.strip()}")
 
 
 def install(bond: str, peer_link: str) -> None:
