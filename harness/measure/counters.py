@@ -1,8 +1,8 @@
 """How traffic spread over the members of every bond and LAG: kernel interface counters.
 
 A LAG's capacity argument rests on which member carried which flows, so each trial
-snapshots every member's counters (IFLA_STATS64, read through netlink in the member's
-own namespace) when traffic starts and when it ends, and keeps the difference.
+snapshots every member's counters (the kernel's, read from /proc/<pid>/net/dev of the
+member's own namespace) when traffic starts and when it ends, and keeps the difference.
 """
 
 from __future__ import annotations
@@ -38,14 +38,29 @@ def groups(lab: Lab) -> list[Group]:
 
 
 def snapshot(lab: Lab, group: Group) -> dict[str, dict[str, int]]:
-    """member -> counter -> value, now."""
-    ipr = lab.ipr(group.node)
-    result = {}
-    for member in group.members:
-        idx = ipr.link_lookup(ifname=lab.ifname(group.node, member))
-        stats = ipr.get_links(idx[0])[0].get("IFLA_STATS64") if idx else None
-        result[member] = {k: int(stats.get(k)) if stats else 0 for k in COUNTERS}
-    return result
+    """member -> counter -> value, now (0 for a member that is gone: a device's death
+    took it)."""
+    found = net_dev(lab, group.node)
+    zero = dict.fromkeys(COUNTERS, 0)
+    return {member: found.get(lab.ifname(group.node, member), zero)
+            for member in group.members}
+
+
+def net_dev(lab: Lab, node: str) -> dict[str, dict[str, int]]:
+    """Every interface's counters in ``node``'s namespace, from ``/proc/<pid>/net/dev``
+    (the kernel's dev_get_stats, as IFLA_STATS64): one read for the whole node, where a
+    netlink request per member took 6.5 s for a leaf pair of 64 bonds in User-mode Linux.
+    A switch is in the root namespace, the harness's own."""
+    pid = "self" if lab.netns(node) is None else str(lab.pid(node))
+    lines = Path(f"/proc/{pid}/net/dev").read_text().splitlines()[2:]  # two header lines
+    found = {}
+    for line in lines:
+        name, _, numbers = line.partition(":")
+        values = numbers.split()
+        # receive: bytes packets errs drop fifo frame compressed multicast; then transmit
+        found[name.strip()] = {"rx_bytes": int(values[0]), "rx_packets": int(values[1]),
+                               "tx_bytes": int(values[8]), "tx_packets": int(values[9])}
+    return found
 
 
 @dataclass(frozen=True)

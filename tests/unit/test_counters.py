@@ -17,3 +17,28 @@ def test_difference_shares_and_members_used():
     assert counters.members_used(rows, "tx", floor=0.3) == 1
     # nothing sent: shares are zero, not a division error
     assert all(r.rx_share == 0 for r in rows)
+
+
+class RootLab:
+    """What counters.snapshot asks of a lab, for a node in this process's namespace."""
+
+    def netns(self, node):
+        return None
+
+    def ifname(self, node, intf):
+        return intf
+
+
+def test_a_snapshot_reads_the_kernels_counters_by_interface_and_zero_for_a_missing_one():
+    import socket
+
+    group = counters.Group("here", "lo-group", ("lo", "gone0"))
+    before = counters.snapshot(RootLab(), group)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(5):
+            sock.sendto(b"x" * 100, ("127.0.0.1", 9))
+    after = counters.snapshot(RootLab(), group)
+    assert after["lo"]["tx_packets"] - before["lo"]["tx_packets"] >= 5
+    assert after["lo"]["tx_bytes"] - before["lo"]["tx_bytes"] >= 5 * 100
+    assert after["lo"]["rx_packets"] - before["lo"]["rx_packets"] >= 5  # lo hears itself
+    assert after["gone0"] == dict.fromkeys(counters.COUNTERS, 0)
