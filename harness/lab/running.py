@@ -146,6 +146,9 @@ class Lab:
             wiring.keep_root_namespace_out(self)
             addressing.configure(self)
         for tech in self.techs:
+            with clock.phase(f"launch {tech.name}"):  # its daemons, not waited for
+                tech.launch()
+        for tech in self.techs:
             with clock.phase(f"start {tech.name}"):  # its readiness waits
                 tech.start()
         # Open every node's socket now: opening one costs tens of ms under UML, which

@@ -8,11 +8,14 @@ over them, as Mininet's nodes have a symmetric ``config()``/``terminate()``:
 1. ``build()`` once the cables exist, before any address: create and configure (bonds
    enslaved, OVS bridges and LAGs made);
 2. the lab addresses the hosts and sets their routes;
-3. ``start()``: bring up and wait until ready (a bond settled, LACP negotiated, VRRP
+3. ``launch()``: start the daemons that converge by themselves (keepalived, the MC-LAG
+   agents), without waiting, every technology's before any ``start()``: their timers
+   (VRRP's election, three advert intervals and more) then run during the others' waits;
+4. ``start()``: bring up and wait until ready (a bond settled, LACP negotiated, VRRP
    elected), or raise a LabError that shows the state;
-4. during a trial: ``watchers()`` follow state changes as events on the trial's clock,
+5. during a trial: ``watchers()`` follow state changes as events on the trial's clock,
    ``before_traffic()``/``after_traffic()`` bracket the measured part;
-5. ``stop()`` in reverse order, on every path (the journal removes what is left).
+6. ``stop()`` in reverse order, on every path (the journal removes what is left).
 
 Before any of it, ``used_by(topo)`` says whether a topology has the technology at all,
 ``check(topo)`` finds mistakes in its part (the loader raises them with the others) and
@@ -117,6 +120,10 @@ class Technology:
     # -- life cycle ----------------------------------------------------------------------
     def build(self) -> None:
         """Create and configure, before the hosts are addressed."""
+
+    def launch(self) -> None:
+        """Start what runs by itself, once every technology is built and the hosts are
+        addressed; no waiting (:meth:`start` waits)."""
 
     def start(self) -> None:
         """Bring up and wait until ready; raise LabError with the state otherwise."""

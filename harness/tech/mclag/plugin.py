@@ -117,12 +117,17 @@ class McLag(Technology):
                 ipr.link("set", index=ipr.link_lookup(ifname=leaf.keepalive)[0], state="up")
             ipr.link("set", index=bridge, state="up")
 
-    def start(self) -> None:
+    def launch(self) -> None:
         if self.lab.workdir is None:
             raise LabError("a topology with MC-LAG needs a folder for its agents' files",
                            "pass workdir= to Lab (the runner gives the trial folder)")
         for leaf in self.pair.leaves:
-            self._start_agent(leaf.node)
+            # at normal priority while they import: no traffic runs yet, and at a real-time
+            # one the two imports held the guest's one CPU for 4.7 s between them, the
+            # routers' keepalived with it (the agents take AGENT_RT_PRIORITY once started)
+            self._start_agent(leaf.node, realtime_import=False)
+
+    def start(self) -> None:
         self.wait_elected()
 
     def folder(self, node: str) -> Path:
@@ -152,8 +157,10 @@ class McLag(Technology):
             "events": str(folder / "events.jsonl"), "status": str(folder / "status.json"),
         }
 
-    def _start_agent(self, node: str, held: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-        """``held``: ports down since a reboot, for the agent to bring up (delay restore)."""
+    def _start_agent(self, node: str, held: Sequence[str] = (),
+                     realtime_import: bool = True) -> subprocess.Popen[bytes]:
+        """``held``: ports down since a reboot, for the agent to bring up (delay restore);
+        ``realtime_import``: at STARTUP_RT_PRIORITY from its first instruction."""
         folder = self.folder(node)
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "config.json"
@@ -161,8 +168,9 @@ class McLag(Technology):
         (folder / "status.json").unlink(missing_ok=True)
         argv = [sys.executable, "-m", "harness.tech.mclag.agent", str(config)]
         chrt = shutil.which("chrt")
-        if chrt:  # real-time from its first instruction, but below the running agents and
-            # the probe until its imports are done (it then takes AGENT_RT_PRIORITY):
+        if chrt and realtime_import:  # real-time from its first instruction, but below
+            # the running agents and the probe until its imports are done (it then takes
+            # AGENT_RT_PRIORITY):
             # without it a leaf rebooted under traffic took 7 s to import its Python, and
             # at their priority its import held the one CPU of User-mode Linux for 2.2 s,
             # the running peer's heartbeats with it

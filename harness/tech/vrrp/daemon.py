@@ -60,6 +60,12 @@ class Keepalived:
         """Check the configuration, start the daemon, return once its VRRP process runs.
         Also the restart after a crash (``DaemonCrash(..., restart=k.start)``): the notify
         reader and the lists of changes carry on."""
+        self.spawn_daemon()
+        return self.wait_running()
+
+    def spawn_daemon(self) -> None:
+        """:meth:`start` without its wait: the lab starts every router's keepalived, then
+        waits for them all (:meth:`wait_running`)."""
         if self.proc is not None and self.proc.poll() is None:
             raise LabError(f"keepalived in {self.router} is already running",
                            "stop it (or crash it) before starting it again")
@@ -76,6 +82,11 @@ class Keepalived:
         with open(self.files.log, "ab") as log_file:  # the daemon keeps its own copy
             self.proc = self.spawn(command(self.files), stdout=log_file,
                                    stderr=subprocess.STDOUT)
+
+    def wait_running(self) -> subprocess.Popen[bytes]:
+        """Return once the VRRP process of the keepalived :meth:`spawn_daemon` started runs
+        (journaled: it outlives a parent killed hard)."""
+        assert self.proc is not None, "spawn_daemon() first"
         child = timeouts.wait_for(f"keepalived's VRRP process in {self.router}",
                                   self._vrrp_child, timeouts.KEEPALIVED_START)
         if self.journal is not None:  # gone with its parent normally; the journal makes sure

@@ -67,9 +67,9 @@ class VrrpRouters(Technology):
             self._last_notice[change.router] = detail
             self.lab.events.add("vrrp_state", change.router, detail, t_ns=change.t_ns)
 
-    def start(self) -> None:
-        """Start every router's keepalived, its files under ``<trial>/keepalived/<router>``,
-        and return once VRRP has elected a master."""
+    def launch(self) -> None:
+        """Start every router's keepalived, its files under ``<trial>/keepalived/<router>``
+        (the election runs while the other technologies settle)."""
         if self.lab.workdir is None:
             raise LabError("a topology with VRRP needs a folder for keepalived's files",
                            "pass workdir= to Lab (the runner gives the trial folder)")
@@ -83,7 +83,13 @@ class VrrpRouters(Technology):
                 functools.partial(self.lab.popen, decl.node), netns=self.lab.netns(decl.node),
                 journal=self.lab.journal, on_change=self._changed)
             self.daemons_by_node[decl.node] = daemon
-            daemon.start()
+            daemon.spawn_daemon()
+
+    def start(self) -> None:
+        """Return once every keepalived runs its VRRP process and VRRP has elected a
+        master."""
+        for daemon in self.daemons_by_node.values():
+            daemon.wait_running()
         self.wait_elected()
 
     def wait_elected(self) -> str:
