@@ -246,3 +246,14 @@ def test_an_interrupted_iperf3_costs_its_throughput_not_the_trial(tmp_path):
     assert empty["failback_gap_ms"] == 0.0  # the trial still ends: at the probe's last send
     complete = write_run(tmp_path / "other", {1: {}})
     assert summary.trial_row(complete / "trial-001")["iperf3_complete"] is True
+
+
+def test_the_bond_phrase_names_only_bonds_with_an_active_member():
+    from harness.tech.bond.plugin import Bonds
+
+    row = {"active_before": "srv:eth0;leaf1:None;srv2:None",
+           "active_after": "srv:eth1;leaf1:None;srv2:None"}
+    assert Bonds.phrase(row) == "active srv:eth0 -> srv:eth1"
+    lacp_only = {"active_before": "srv:None;srv2:None", "active_after": "srv:None;srv2:None"}
+    assert Bonds.phrase(lacp_only) is None
+    assert Bonds.phrase({}) is None

@@ -139,7 +139,12 @@ class Bonds(Technology):
     def phrase(row: Mapping[str, Any]) -> str | None:
         if "active_before" not in row:
             return None
-        return f"active {row['active_before']} -> {row['active_after']}"
+        # only the bonds with an active member (not 802.3ad's or balance-*'s): 64 servers'
+        # LACP bonds made this a line of "srvN:None" for each
+        before, after = (";".join(p for p in str(row[key]).split(";")
+                                  if p and not p.endswith(":None"))
+                         for key in ("active_before", "active_after"))
+        return f"active {before or 'none'} -> {after or 'none'}" if before or after else None
 
     @classmethod
     def phase_period_ms(cls, topo: Topology, step: Step) -> float | None:
