@@ -184,6 +184,8 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
                 time.sleep(PROBE_TAIL_S)
                 probe.end_sending()
             probe.finish_record()
+            for w in watchers:  # before the counters: no state changes are due now, and
+                w.stop()        # the watchers' reads would slow the counters' own
             counters.write(tdir / "members.csv", [
                 r for g in aggregates for r in counters.difference(
                     g, counted[g.label], counters.snapshot(lab, g))])

@@ -42,7 +42,8 @@ def report(name: str, r: pd.Series) -> None:
         f" detected {r['mclag_detected'] or '-'} at {r['mclag_detect_ms']} ms (predicted"
         f" {r['mclag_detect_predicted_min_ms']}-{r['mclag_detect_predicted_max_ms']}),"
         f" action {r['mclag_action'] or '-'} at {r['mclag_action_ms']} ms;"
-        f" srv split {r['split_srv_ms']} ms")
+        f" srv split {r['split_srv_ms']} ms (read every {r['mclag_split_resolution_ms']} ms"
+        f" or sooner)")
 
 
 @pytest.fixture(scope="module")
@@ -197,6 +198,8 @@ def test_dual_active_with_revert_splits_the_servers_aggregator(dual_active_rever
     # split from about the revert until the links are back (read from srv's kernel)
     assert r["split_srv_ms"] >= outage_ms - PEER_TIMEOUT_MS - 1000
     assert r["split_cli_ms"] > 0
+    # the servers' aggregators were read all along, each read at most this far apart
+    assert 0 < r["mclag_split_resolution_ms"] < 1000
     # what traffic did: srv kept the aggregator on leaf1's side; the flows hashed onto
     # its other member stopped until LACP took that member out (reported, and bounded
     # by the LACP timeout: 3 s fast)

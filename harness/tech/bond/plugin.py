@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from harness.tech.base import Technology, Watcher
+from harness.tech.base import Sweep, Technology, Watcher
 from harness.tech.bond import netlink, status
 from harness.tech.bond.netlink import BondState
 from harness.tech.bond.prediction import predict
@@ -90,7 +90,7 @@ class Bonds(Technology):
     def watchers(self, events: EventLog) -> list[Watcher]:
         nodes = sorted({b.node for b in self.lab.topo.bonds})
         self._watchers = [BondWatcher(self.lab, node, events) for node in nodes]
-        return list(self._watchers)
+        return [Sweep("bond-watch", BOND_POLL_S, self._watchers)]
 
     def after_traffic(self, events: EventLog, trial_dir: Path) -> dict[str, Any]:
         """The kernel's word at the end (bonds.json), not the watcher's."""
@@ -169,13 +169,14 @@ class BondView:
         self.active, self.distributing = active, distributing
 
 
-class BondWatcher(Watcher):
+class BondWatcher:
     """Records, as it happens, every change of a bond's active member and, in 802.3ad,
-    of the set of members distributing traffic (a member leaving or joining the LAG)."""
+    of the set of members distributing traffic (a member leaving or joining the LAG);
+    polled with the other nodes' by one Sweep."""
 
     def __init__(self, lab: Lab, node: str, events: EventLog) -> None:
-        super().__init__(f"bond-watch-{node}", BOND_POLL_S)
         self.lab, self.node, self.events = lab, node, events
+        self.text = ""
         self.bond = lab.topo.bond(node).name
         # 802.3ad: a member back from a link failure counts only once LACP has
         # negotiated it again (see Membership)
@@ -187,8 +188,12 @@ class BondWatcher(Watcher):
         self.brackets: list[tuple[int, int]] = []
 
     def _read(self) -> BondView:
-        """Cheap enough to call every few ms (see status.status_text)."""
+        """Cheap enough to call every few ms (see status.status_text); parsed only when
+        the text changed."""
         text = status.status_text(self.lab.pid(self.node), self.bond)
+        if text == self.text:
+            return self.view
+        self.text = text
         members = None
         if "Bonding Mode: IEEE 802.3ad" in text:
             members = self._membership.update(linux_lacp(text, self.bond))

@@ -22,12 +22,12 @@ from typing import TYPE_CHECKING, Any
 
 from harness import timeouts
 from harness.errors import LabError
-from harness.tech.base import Daemon, Technology, Watcher
+from harness.tech.base import Daemon, Sweep, Technology, Watcher
 from harness.tech.bond.options import OPTIONS, netlink_value
 from harness.tech.mclag import fdb, summary
 from harness.tech.mclag.agent import STARTUP_RT_PRIORITY
 from harness.tech.mclag.options import McLagPair
-from harness.tech.mclag.watchers import AgentEvents, ServerAggregators
+from harness.tech.mclag.watchers import AGGREGATOR_POLL_S, AgentEvents, ServerAggregators
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
@@ -57,7 +57,7 @@ class McLag(Technology):
         self.pair: McLagPair = pair_of(lab.topo)  # type: ignore[assignment]
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self._watcher: AgentEvents | None = None
-        self._aggregators: list[ServerAggregators] = []
+        self._aggregators: Sweep | None = None
 
     @classmethod
     def used_by(cls, topo: Topology) -> bool:
@@ -288,14 +288,17 @@ class McLag(Technology):
 
     def watchers(self, events: EventLog) -> list[Watcher]:
         self._watcher = AgentEvents(self, events)
-        self._aggregators = [ServerAggregators(self.lab, server, events)
-                             for server in self.pair.servers()]
-        return [self._watcher, *self._aggregators]
+        self._aggregators = Sweep("mclag-aggregators", AGGREGATOR_POLL_S, [
+            ServerAggregators(self.lab, server, events) for server in self.pair.servers()])
+        return [self._watcher, self._aggregators]
 
     def after_traffic(self, events: EventLog, trial_dir: Path) -> dict[str, Any]:
         if self._watcher is not None:
             self._watcher.poll()  # what the agents wrote since the last poll
+        gap_ns = self._aggregators.longest_gap_ns if self._aggregators is not None else 0
         return {"roles_after": self.roles(),
+                # how late a server's split may have been seen to start or end
+                "aggregators_read_every_ms": round(gap_ns / 1e6, 1),
                 "options": self.pair.options.model_dump(mode="json"),
                 "servers": self.pair.servers(),
                 "inter_leaf": sorted(f"{leaf.node}:{intf}" for leaf in self.pair.leaves

@@ -79,6 +79,8 @@ def columns(trial: TrialRecord, before: Mapping[str, Any]) -> dict[str, Any]:
     }
     for server in facts["servers"]:
         row[f"split_{server}_ms"] = _longest_split_ms(trial, server)
+    # each split's start and end is seen up to this late (the aggregators' longest sweep)
+    row["mclag_split_resolution_ms"] = facts.get("aggregators_read_every_ms", math.nan)
     predicted = window(trial)
     if predicted is not None:
         # the measured figure may be the probe's or another technology's column

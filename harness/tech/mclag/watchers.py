@@ -51,19 +51,24 @@ class AgentEvents(Watcher):
                                             t_ns=int(event["t_ns"]))
 
 
-class ServerAggregators(Watcher):
+class ServerAggregators:
     """How a dual-homed server's bond groups its members into aggregators, read from its
     kernel: one aggregator while the pair presents one system, two when a leaf falls back
-    to its own system id (a dual-active split)."""
+    to its own system id (a dual-active split). Polled with the other servers' by one
+    Sweep; the status file is parsed only when its text changed."""
 
     def __init__(self, lab: Lab, server: str, events: EventLog) -> None:
-        super().__init__(f"mclag-aggregators-{server}", AGGREGATOR_POLL_S)
         self.lab, self.server, self.events = lab, server, events
         self.bond = lab.topo.bond(server).name
+        self.text = ""
         self.seen = self._read()
 
     def _read(self) -> dict[int | None, tuple[str, ...]]:
-        side = linux_lacp(status_text(self.lab.pid(self.server), self.bond), self.bond)
+        text = status_text(self.lab.pid(self.server), self.bond)
+        if text == self.text:
+            return self.seen
+        self.text = text
+        side = linux_lacp(text, self.bond)
         groups: dict[int | None, list[str]] = {}
         for member in side.members.values():
             if member.mii_up:
