@@ -184,6 +184,9 @@ def add_lag(bridge: str, name: str, members: list[str], options: dict[str, Any]
                   *(f"{k}={v}" for k, v in settings.items()),
                   what=f"creating LAG {name} on {bridge}")
     got = check_lag(name, options)
+    if list(got.members) != sorted(members):
+        raise LabError(f"LAG {name} holds {', '.join(got.members)} in the database, asked"
+                       f" {', '.join(sorted(members))}", "see `ovs-vsctl list port` for it")
     check_running(name, options, members)
     return {"requested": settings, "read_back": {k: got.settings.get(k, "<unset>")
                                                  for k in settings}}
@@ -233,8 +236,10 @@ def read_lag(name: str) -> LagConfig:
                 "bond_downdelay": str(row["bond_downdelay"])}
     settings.update({f"other_config:{k}": v for k, v in other.items()})
     uuids = row["interfaces"][1] if row["interfaces"][0] == "set" else [row["interfaces"]]
-    members = tuple(sorted(
-        ovs_ctl.vsctl("get", "interface", u[1], "name").strip().strip('"') for u in uuids))
+    # every member's name in one request (an ovs-vsctl process costs 0.1-0.3 s in UML)
+    names = json.loads(ovs_ctl.vsctl("--columns=name", "--format=json", "list", "interface",
+                                     *(u[1] for u in uuids), what=f"reading LAG {name}"))
+    members = tuple(sorted(str(record[0]) for record in names["data"]))
     return LagConfig(name, members, settings)
 
 
