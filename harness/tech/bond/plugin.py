@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import LabError
 from harness.tech.base import Sweep, Technology, Watcher
 from harness.tech.bond import netlink, status
 from harness.tech.bond.netlink import BondState
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from harness.scenario.model import Step
     from harness.topology.model import Topology
 
+SETTLE_CHECKS = 3   # reads of every active member, one MII period apart, at bring-up
+MAX_SETTLE_S = 0.5
 BOND_POLL_S = 0.005  # bond watcher poll period: the resolution of failover_detected_ms
 
 
@@ -56,9 +59,29 @@ class Bonds(Technology):
             netlink.start_bond(self.lab.ipr(bond.node), bond)
 
     def start(self) -> None:
-        for bond in self.lab.topo.bonds:
-            self.states[f"{bond.node}:{bond.name}"] = netlink.wait_ready(
-                self.lab.ipr(bond.node), bond.name, bond.settings)
+        bonds = {f"{bond.node}:{bond.name}": bond for bond in self.lab.topo.bonds}
+        pending = list(bonds)
+        for _ in range(SETTLE_CHECKS):
+            for key in pending:
+                bond = bonds[key]
+                self.states[key] = netlink.wait_ready(self.lab.ipr(bond.node), bond.name,
+                                                      bond.settings)
+            # A state that looks settled may still predate the kernel's next MII check: a
+            # CI run read eth0 active, then the primary eth1 carried every ping. So each
+            # active member is read again one MII period later (all bonds at once), and a
+            # bond whose active member moved is waited for again.
+            period_s = max(s.miimon or 0 for s in self.states.values()) / 1000
+            if not period_s:
+                return
+            time.sleep(min(period_s, MAX_SETTLE_S))
+            pending = [key for key, state in self.states.items() if state.active_member
+                       and netlink.active_member(self.lab.ipr(bonds[key].node),
+                                                 bonds[key].name) != state.active_member]
+            if not pending:
+                return
+        raise LabError(f"the active member of {', '.join(pending)} kept changing after the"
+                       " bond looked settled", "read bonds.json and the kernel's"
+                       " /proc/net/bonding in the trial folder")
 
     def state(self) -> dict[str, Any]:
         """Each bond as the kernel reports it once ready, beside what was asked and where
