@@ -43,4 +43,14 @@ def test_a_slow_piece_widens_the_longest_gap():
     sweep = Sweep("test", 0.005, [slow])
     run_for(sweep, 0.5)
     assert slow.calls >= 2
-    assert sweep.longest_gap_ns >= 0.09e9  # a 30 ms sweep and its 60 ms pause
+    assert sweep.longest_gap_ns >= 0.03e9  # a 30 ms sweep and its pause
+
+
+def test_a_sweep_that_waits_without_cpu_keeps_its_period():
+    """Preempted or blocked (a sleep here) is not costly: only the sweep's own CPU time
+    lengthens the next pause, so a stall does not slow the next reads."""
+    slow = Counting(cost_s=0.03)  # 30 ms asleep, no CPU
+    sweep = Sweep("test", 0.005, [slow])
+    run_for(sweep, 0.8)
+    # with 60 ms pauses it would get about 9 sweeps in; with 5 ms about 23
+    assert slow.calls >= 12, slow.calls
