@@ -46,12 +46,37 @@ class Snapshot:
                      any(f"umid=redlab-{r}" in journal.process_cmdline(pid) for r in foreign)
                      or (run_ids and not any(f"umid=redlab-{r}" in journal.process_cmdline(pid)
                                              for r in run_ids))))}
+        # A lab built inside another test process (test_inject's, whose journal lies in
+        # that test's own folder) is not a live run here: with ``run_ids``, only links
+        # named for those runs (every root-namespace link carries r<run id>) count, and
+        # a namespace holder only once nothing alive but init holds it (a leaked one is
+        # an orphan, its run's process gone).
+        procs = {(pid, comm) for pid, comm in procs
+                 if not (run_ids and comm == "redlab-netns" and _held_by_a_live_process(pid))}
         links = {name for name in self.links - before.links
-                 if not any(name.startswith(f"r{r}") for r in foreign)}
+                 if not any(name.startswith(f"r{r}") for r in foreign)
+                 and (not run_ids or any(name.startswith(f"r{r}") for r in run_ids))}
         journals = {name for name in self.journals - before.journals
                     if name.split(".")[0].removesuffix("-host") not in foreign}
         diff = {"links": links, "processes": procs, "journals": journals}
         return {k: v for k, v in diff.items() if v}
+
+
+def _held_by_a_live_process(pid: int) -> bool:
+    """Whether the namespace holder ``pid`` (or the holder it was forked from, for a
+    node) has a parent other than init: a lab still running in some process."""
+    try:
+        ppid = _ppid(pid)
+        if journal.process_name(ppid, "") == "redlab-netns":  # a node: its holder's parent
+            ppid = _ppid(ppid)
+    except (OSError, ValueError):
+        return False
+    return ppid > 1
+
+
+def _ppid(pid: int) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rpartition(")")[2].split()[1])
 
 
 def _other_live_runs(ours: tuple[str, ...]) -> set[str]:
