@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 from harness import journal
+from harness.naming import new_run_id
 
 from ..conftest import SCENARIOS, needs_root, redlab
 from ..lab_state import Snapshot
@@ -36,12 +37,13 @@ def test_clean_leaves_a_run_in_progress_alone(tmp_path, monkeypatch):
 def test_bad_input_is_one_clear_error_and_creates_nothing(tmp_path, args, message):
     before = Snapshot.take()
     out = tmp_path / "out"
-    done = redlab(*args, "--out", str(out))
+    run_id = new_run_id()  # the other stream's guests start and end meanwhile
+    done = redlab(*args, "--out", str(out), "--run-id", run_id)
     assert done.returncode == 2
     assert message in done.stderr and "fix:" in done.stderr
     assert "Traceback" not in done.stderr
     assert not out.exists()
-    assert Snapshot.take().new_since(before) == {}
+    assert Snapshot.take().new_since(before, (run_id,)) == {}
 
 
 def test_a_malformed_scenario_file_is_one_clear_error_and_creates_nothing(tmp_path):
