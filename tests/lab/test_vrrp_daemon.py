@@ -22,6 +22,7 @@ import functools
 import math
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +155,29 @@ def test_a_restarted_master_preempts_its_backup(tmp_path):
         assert virtual_addresses_held(lab.ipr("r2"), r2.options) == set()
         states = [c.state for c in r1.changes if c.state in ("MASTER", "BACKUP")]
         assert states == ["BACKUP", "MASTER", "BACKUP", "MASTER"], r1.changes
+
+
+def test_a_stopped_master_says_goodbye_before_it_is_killed(tmp_path):
+    """stop() kills keepalived once it notified STOP, skipping its idle second: the
+    priority-0 advert must have gone out by then, so the backup takes over after its skew
+    time, not after the master down interval."""
+    advert_int = 1.0  # a master down interval of 3.6 s: a goodbye stands out from silence
+    with vrrp_lab(tmp_path, advert_int=advert_int) as (lab, routers):
+        r1, r2 = routers["r1"], routers["r2"]
+        r1.wait_for_state("MASTER", timeout=10)
+        r2.wait_for_state("BACKUP", timeout=10)
+        asked_ns = time.time_ns()
+        r1.stop()
+        took_over = r2.wait_for_state("MASTER", timeout=10, after_ns=asked_ns)
+        skew = (256 - PRIORITIES["r2"]) / 256 * advert_int
+        down = master_down_interval(PRIORITIES["r2"], advert_int, 3)
+        print(f"\nr1 stopped -> r2 MASTER in {(took_over.t_ns - asked_ns) / 1e6:.1f} ms"
+              f" (skew time {skew * 1000:.0f} ms, master down interval {down * 1000:.0f} ms)")
+        assert (took_over.t_ns - asked_ns) / 1e9 < down - advert_int / 2
+        assert "STOP" in [c.state for c in r1.changes]
+        assert "sent 0 priority" in r1.files.log.read_text()
+        assert r1.proc is not None and r1.proc.poll() is not None
+        assert virtual_addresses_held(lab.ipr("r1"), r1.options) == set()
 
 
 def test_use_vmac_over_unicast_answers_with_the_virtual_mac(tmp_path):
