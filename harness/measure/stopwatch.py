@@ -16,11 +16,17 @@ from pathlib import Path
 TIMING_FILE = "timing.json"  # in a trial's folder: where its wall time went
 
 
+UNNAMED = "unnamed"  # the wall time no named phase covers
+
+
 class Stopwatch:
-    """Seconds per named phase; a phase timed twice adds up."""
+    """Seconds per named phase; a phase timed twice adds up.  Its wall time runs from its
+    creation: what no phase covers is written as the phase ``unnamed``, so that the
+    phases add up to ``total_s``, the trial's wall time."""
 
     def __init__(self) -> None:
         self.phases: dict[str, float] = {}
+        self.started = time.monotonic()
 
     @contextmanager
     def phase(self, name: str) -> Iterator[None]:
@@ -34,12 +40,16 @@ class Stopwatch:
         self.phases[name] = self.phases.get(name, 0.0) + seconds
 
     def total(self) -> float:
-        return sum(self.phases.values())
+        """The named phases' seconds."""
+        return sum(v for k, v in self.phases.items() if k != UNNAMED)
 
     def describe(self) -> str:
         return ", ".join(f"{name} {s:.2f} s" for name, s in self.phases.items())
 
     def write(self, path: Path) -> None:
+        """timing.json: the phases, the wall time not in any of them, and the wall time."""
+        wall = time.monotonic() - self.started
+        self.phases[UNNAMED] = max(0.0, wall - self.total())
         path.write_text(json.dumps({"phases_s": {k: round(v, 3) for k, v in
                                                  self.phases.items()},
-                                    "total_s": round(self.total(), 3)}, indent=2))
+                                    "total_s": round(wall, 3)}, indent=2))

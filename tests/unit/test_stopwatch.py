@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from harness.measure.stopwatch import Stopwatch
+from harness.measure.stopwatch import UNNAMED, Stopwatch
 
 
 def test_phases_keep_their_order_add_up_and_are_written(tmp_path):
@@ -24,3 +25,16 @@ def test_phases_keep_their_order_add_up_and_are_written(tmp_path):
     written = json.loads((tmp_path / "timing.json").read_text())
     assert written["phases_s"]["wiring"] == 4.5
     assert "wiring 4.50 s" in clock.describe()
+
+
+def test_wall_time_outside_every_phase_is_written_as_unnamed(tmp_path):
+    clock = Stopwatch()
+    with clock.phase("wiring"):
+        time.sleep(0.02)
+    time.sleep(0.05)  # in no phase: the trial still took it
+    clock.write(tmp_path / "timing.json")
+    written = json.loads((tmp_path / "timing.json").read_text())
+    assert written["phases_s"][UNNAMED] >= 0.045
+    assert written["total_s"] >= 0.065
+    assert sum(written["phases_s"].values()) == pytest.approx(written["total_s"], abs=0.005)
+    assert f"{UNNAMED} " in clock.describe()
