@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -37,21 +38,24 @@ ZOOM_MARGIN_S = 0.25
 log = logging.getLogger(__name__)
 
 
-def plot_trial(trial_dir: Path | str, gap: tuple[int, int] | None = None) -> Path:
+def plot_trial(trial_dir: Path | str, gap: tuple[int, int] | None = None, *,
+               trial: Trial | None = None, frame: pd.DataFrame | None = None) -> Path:
     """Write ``trial.png`` into the trial folder; ``gap`` (wall-clock ns) is shaded.
 
     Without ``gap``, the shading is the first failure's outage as the summary defines it
-    (harness.results.summary.failover_outage).
+    (harness.results.summary.failover_outage).  ``trial`` and its ``frame``, when the
+    caller has them, save parsing the trial's files again.
     """
-    trial = load_trial(trial_dir)
+    trial = load_trial(trial_dir) if trial is None else trial
     out = trial.path / "trial.png"
-    trial_figure(trial, gap).savefig(out, dpi=110)
+    trial_figure(trial, gap, frame).savefig(out, dpi=110)
     return out
 
 
-def trial_figure(trial: Trial, gap: tuple[int, int] | None = None) -> Figure:
+def trial_figure(trial: Trial, gap: tuple[int, int] | None = None,
+                 frame: pd.DataFrame | None = None) -> Figure:
     """The figure ``plot_trial`` saves; the outage span in each panel has gid ``outage``."""
-    frame = samples_frame(trial)
+    frame = samples_frame(trial) if frame is None else frame
     failure = next((e for e in trial.events if e["kind"] in FAILURES), None)
     derived = gap is None
     if gap is None and failure is not None and trial.packets:
@@ -113,8 +117,10 @@ def draw_trial(trial_dir: Path) -> None:
     from harness.results.samples import write_samples
 
     try:
-        write_samples(trial_dir)
-        plot_trial(trial_dir)
+        trial = load_trial(trial_dir)
+        frame = samples_frame(trial)
+        write_samples(trial_dir, frame)
+        plot_trial(trial_dir, trial=trial, frame=frame)
     except Exception as exc:
         log.warning("could not draw %s: %s", trial_dir, exc)
 

@@ -123,8 +123,9 @@ def build_samples(trial_dir: Path | str) -> pd.DataFrame:
     return samples_frame(load_trial(trial_dir))
 
 
-def write_samples(trial_dir: Path | str) -> Path:
+def write_samples(trial_dir: Path | str, frame: pd.DataFrame | None = None) -> Path:
+    """samples.csv: ``frame``, or the trial's samples read from its files."""
     out = Path(trial_dir) / "samples.csv"
-    build_samples(trial_dir).to_csv(out, index=False)
+    (build_samples(trial_dir) if frame is None else frame).to_csv(out, index=False)
     return out
 
