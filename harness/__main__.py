@@ -1,3 +1,4 @@
 from harness.cli import main
 
-main()
+if __name__ == "__main__":  # not in a process spawned by multiprocessing, which imports it
+    main()

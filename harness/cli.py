@@ -140,6 +140,7 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
     costs hundreds of ms inside UML, which must not land inside a measured failure."""
     from harness.lab import boot_modules, shared_guest
     from harness.lab.uml import GuestSpec, run_in_uml
+    from harness.results.deferred_plots import BackgroundPlots
     from harness.results.plot import draw_pending
 
     argv = [sys.executable, "-m", "harness", *args, "--lab", "native", "--out", str(out),
@@ -151,10 +152,13 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
     from harness.lab.clock import facts as clock_facts
     from harness.results.store import DEFER_PLOTS_ENV, HOST_ENV
 
-    # plots: drawn here, afterwards; the host's name and clock, which the guest's are not
+    # plots: drawn here as the guest lists its trials; the host's name and clock, which the
+    # guest's are not
     env = {**shared_guest.GUEST_ENV, DEFER_PLOTS_ENV: "1", HOST_ENV: platform.node(),
            CLOCK_ENV: json.dumps(clock_facts())}
-    with Journal(f"{run_id}-host") as journal:
+    deferred = bool(os.environ.get(DEFER_PLOTS_ENV))  # a suite draws its runs' at its end
+    with BackgroundPlots() as plots, Journal(f"{run_id}-host") as journal, (
+            contextlib.nullcontext() if deferred else plots.following(out)):
         journal.record("run_folder", path=str(out))
         # A guest already booted for a whole test session or suite, if there is one.
         shared = shared_guest.serving(modules, start_ovs, out, Path.cwd(), sys.executable)
@@ -171,8 +175,8 @@ def _in_uml(args: list[str], out: Path, run_id: str, deadline: float,
                                 deadline_s=deadline, journal=journal)
     log.info("UML: boot %.1f s, run %.1f s, exit %d", result.boot_s, result.run_s,
              result.returncode)
-    if not os.environ.get(DEFER_PLOTS_ENV):  # a suite draws its runs' plots at its end
-        draw_pending(out)  # what was measured is drawn, whatever stopped the run
+    if not deferred:  # what was measured is drawn, whatever stopped the run
+        draw_pending(out)
     if check and result.returncode != 0:
         raise typer.Exit(result.returncode)
     return result.returncode

@@ -1,4 +1,6 @@
-"""A suite's plots drawn after its trials, in the background, a process per CPU.
+"""Plots drawn off a trial's path: a suite's after its trials, a process per CPU
+(:class:`DeferredPlots`); a run's by an idle-priority process while its next trial runs
+(:class:`BackgroundPlots`).
 
 Each run of a local suite would draw its trials' plots between its trials and the next
 run (0.6-1.4 s a trial on 2 cores, matplotlib included); here they wait for the end of
@@ -10,12 +12,21 @@ nothing (``redlab plot`` draws any that are missing).
 from __future__ import annotations
 
 import contextlib
+import csv
+import logging
+import multiprocessing
 import os
+import threading
+import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, wait
 from pathlib import Path
 
 from harness.results.summary import TRIAL_FILE
+
+log = logging.getLogger(__name__)
+
+FOLLOW_PERIOD_S = 0.5  # how often a run measured elsewhere is looked at for new trials
 
 
 class DeferredPlots:
@@ -68,6 +79,87 @@ class DeferredPlots:
         if self._pool is not None:
             wait(self._drawing)
             self._pool.shutdown()
+
+
+class BackgroundPlots:
+    """A run's plots, each drawn as its trial ends by one process of its own at idle
+    priority, while the next trial runs; leaving waits for the last::
+
+        with BackgroundPlots() as plots:
+            for each trial: run it; plots.submit(trial_dir)
+
+    Drawing a trial costs 1-1.5 s of CPU (matplotlib's import, layout and PNG), which each
+    trial of a native run used to wait for.  The drawing process runs under SCHED_IDLE:
+    it gets only CPU time no other process wants, and the kernel preempts it for any
+    normal task that wakes (the harness's, iperf3's; the probe is real-time), so a trial
+    it overlaps measures what it measured before.  It is spawned, not forked: the harness
+    has threads whose locks a fork could copy held.  An interrupted run leaves its
+    undrawn plots to ``redlab plot``; every file they are drawn from is on disk already.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ProcessPoolExecutor | None = None
+
+    def submit(self, trial_dir: Path) -> None:
+        from harness.results.plot import draw_trial
+
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"),
+                                             initializer=_at_idle_priority)
+        self._pool.submit(draw_trial, trial_dir)
+
+    @contextlib.contextmanager
+    def following(self, run_dir: Path) -> Iterator[None]:
+        """Submit each trial of a run another process measures (a guest's) as its
+        summary.csv lists it: a listed trial's folder is final (not discarded)."""
+        stop, done = threading.Event(), set()
+
+        def submit_new() -> None:
+            for trial in sorted(_listed_trials(run_dir) - done):
+                done.add(trial)
+                self.submit(run_dir / f"trial-{trial:03d}")
+
+        def follow() -> None:
+            while not stop.wait(FOLLOW_PERIOD_S):
+                submit_new()
+            submit_new()  # the rows the run wrote last
+
+        thread = threading.Thread(target=follow, name="plots-follow", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def __enter__(self) -> BackgroundPlots:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, *_exc: object) -> None:
+        if self._pool is None:
+            return
+        interrupted = kind is not None and not issubclass(kind, Exception)
+        started = time.monotonic()
+        self._pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
+        if not interrupted:
+            log.debug("waited %.1f s for the last plots", time.monotonic() - started)
+
+
+def _listed_trials(run_dir: Path) -> set[int]:
+    """The trial numbers run_dir/summary.csv lists (none before it exists)."""
+    try:
+        with (run_dir / "summary.csv").open(newline="") as f:
+            return {int(row["trial"]) for row in csv.DictReader(f) if row.get("trial")}
+    except (OSError, ValueError, KeyError):
+        return set()
+
+
+def _at_idle_priority() -> None:
+    """The drawing process's initializer: the CPU's leftovers only (sched(7), SCHED_IDLE)."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except OSError:  # not permitted here: the lowest nice value does much the same
+        os.nice(19)
 
 
 def pending(run_dirs: Sequence[Path]) -> list[Path]:

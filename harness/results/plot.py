@@ -48,7 +48,9 @@ def plot_trial(trial_dir: Path | str, gap: tuple[int, int] | None = None, *,
     """
     trial = load_trial(trial_dir) if trial is None else trial
     out = trial.path / "trial.png"
-    trial_figure(trial, gap, frame).savefig(out, dpi=110)
+    drawing = out.with_name("trial.png.tmp")  # a plot cut short is no plot (pending())
+    trial_figure(trial, gap, frame).savefig(drawing, dpi=110, format="png")
+    drawing.replace(out)
     return out
 
 

@@ -32,6 +32,7 @@ from harness.measure.iperf import IperfRun, IperfSettings
 from harness.measure.probe import ProbeRun, ProbeSettings
 from harness.measure.stopwatch import TIMING_FILE, Stopwatch
 from harness.results import summary
+from harness.results.deferred_plots import BackgroundPlots
 from harness.results.events import EventLog
 from harness.results.store import DEFER_PLOTS_ENV, RunStore, lab_kind
 from harness.scenario.hold import hold
@@ -207,11 +208,6 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
     with clock.phase("analysis"):
         events.sort()
         row = summary.trial_row(tdir, store.meta)
-    if not os.environ.get(DEFER_PLOTS_ENV):
-        from harness.results.plot import draw_trial
-
-        with clock.phase("plot"):
-            draw_trial(tdir)
     clock.write(tdir / TIMING_FILE)
     log.debug("trial %d took %.1f s: %s", trial, time.monotonic() - started, clock.describe())
     return row
@@ -221,11 +217,12 @@ class UnsteadyLab(LabError):
     """The lab was too slow or broken to measure this trial's failure at all."""
 
 
-def _steady_trial(req: RunRequest, store: RunStore, journal: Journal,
-                  trial: int) -> dict[str, Any]:
+def _steady_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int,
+                  plots: BackgroundPlots | None) -> dict[str, Any]:
     """Run a trial; one whose lab was not steady (its row says so, or it could not be
     measured at all: UnsteadyLab) runs again, up to UNSTEADY_RETRIES times, its folder
-    kept under discarded/.  The last attempt's row, or its error, stands."""
+    kept under discarded/.  The last attempt's row, or its error, stands.  Each measured
+    folder is handed to ``plots`` (None: a suite draws them at its end)."""
     for attempt in range(UNSTEADY_RETRIES + 1):
         try:
             row = run_trial(req, store, journal, trial)
@@ -236,8 +233,12 @@ def _steady_trial(req: RunRequest, store: RunStore, journal: Journal,
         else:
             why = summary.unsteady_note(row)
             if not why or attempt == UNSTEADY_RETRIES:
+                if plots is not None:
+                    plots.submit(store.trial_dir(trial))
                 return row
         kept = store.discard(trial, attempt + 1, why)
+        if plots is not None and (kept / summary.TRIAL_FILE).is_file():
+            plots.submit(kept)
         log.warning("trial %d: %s; kept in %s, running it again", trial, why, kept)
     raise AssertionError("unreachable")
 
@@ -276,8 +277,10 @@ def run_scenario(req: RunRequest) -> RunStore:
         # Recorded first, undone last: if this process is killed, redlab clean marks the
         # folder interrupted. On every other path the status is final before rollback.
         journal.record("run_folder", path=str(req.out))
-        with store.recording():
+        deferred = bool(os.environ.get(DEFER_PLOTS_ENV))  # drawn by the suite, at its end
+        with store.recording(), BackgroundPlots() as plots:
             for trial in range(1, req.repeat + 1):
-                store.add_row(_steady_trial(req, store, journal, trial))
+                store.add_row(_steady_trial(req, store, journal, trial,
+                                            None if deferred else plots))
                 log.info("trial %d/%d done", trial, req.repeat)
     return store
