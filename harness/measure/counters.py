@@ -40,10 +40,22 @@ def groups(lab: Lab) -> list[Group]:
 def snapshot(lab: Lab, group: Group) -> dict[str, dict[str, int]]:
     """member -> counter -> value, now (0 for a member that is gone: a device's death
     took it)."""
-    found = net_dev(lab, group.node)
+    return snapshots(lab, [group])[group.label]
+
+
+def snapshots(lab: Lab, many: list[Group]) -> dict[str, dict[str, dict[str, int]]]:
+    """:func:`snapshot` of every group by label, each node's counters read once (a leaf
+    switch holds a LAG per server)."""
+    read: dict[str, dict[str, dict[str, int]]] = {}
     zero = dict.fromkeys(COUNTERS, 0)
-    return {member: found.get(lab.ifname(group.node, member), zero)
-            for member in group.members}
+    taken = {}
+    for group in many:
+        if group.node not in read:
+            read[group.node] = net_dev(lab, group.node)
+        found = read[group.node]
+        taken[group.label] = {member: found.get(lab.ifname(group.node, member), zero)
+                              for member in group.members}
+    return taken
 
 
 def net_dev(lab: Lab, node: str) -> dict[str, dict[str, int]]:

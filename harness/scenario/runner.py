@@ -149,7 +149,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
                          IperfSettings(traffic.protocol, traffic.rate, traffic.parallel,
                                        duration_s), tdir / "iperf3.json")
         aggregates = counters.groups(lab)
-        counted = {g.label: counters.snapshot(lab, g) for g in aggregates}
+        counted = counters.snapshots(lab, aggregates)
         for tech in lab.techs:
             tech.before_traffic(events)
         clock.add("before traffic", time.monotonic() - prepared)
@@ -187,9 +187,10 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
             probe.finish_record()
             for w in watchers:  # before the counters: no state changes are due now, and
                 w.stop()        # the watchers' reads would slow the counters' own
+            ended = counters.snapshots(lab, aggregates)
             counters.write(tdir / "members.csv", [
-                r for g in aggregates for r in counters.difference(
-                    g, counted[g.label], counters.snapshot(lab, g))])
+                r for g in aggregates
+                for r in counters.difference(g, counted[g.label], ended[g.label])])
         finally:
             for w in watchers:
                 w.stop()

@@ -42,3 +42,20 @@ def test_a_snapshot_reads_the_kernels_counters_by_interface_and_zero_for_a_missi
     assert after["lo"]["tx_bytes"] - before["lo"]["tx_bytes"] >= 5 * 100
     assert after["lo"]["rx_packets"] - before["lo"]["rx_packets"] >= 5  # lo hears itself
     assert after["gone0"] == dict.fromkeys(counters.COUNTERS, 0)
+
+
+def test_snapshots_read_each_node_once_for_all_its_groups(monkeypatch):
+    reads = []
+    real = counters.net_dev
+
+    def counted(lab, node):
+        reads.append(node)
+        return real(lab, node)
+
+    monkeypatch.setattr(counters, "net_dev", counted)
+    groups = [counters.Group("here", "a", ("lo",)), counters.Group("here", "b", ("gone0",))]
+    taken = counters.snapshots(RootLab(), groups)
+    assert reads == ["here"]
+    assert set(taken) == {"here:a", "here:b"}
+    assert taken["here:a"]["lo"]["rx_bytes"] >= 0
+    assert taken["here:b"]["gone0"] == dict.fromkeys(counters.COUNTERS, 0)
