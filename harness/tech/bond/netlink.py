@@ -70,9 +70,13 @@ class BondState:
 def ifindex(ipr: IPRoute, ifname: str) -> int:
     found = ipr.link_lookup(ifname=ifname)
     if not found:
-        raise LabError(f"interface {ifname!r} does not exist in the namespace",
-                       "check the topology's link and bond member names")
+        raise _no_such_interface(ifname)
     return found[0]
+
+
+def _no_such_interface(ifname: str) -> LabError:
+    return LabError(f"interface {ifname!r} does not exist in the namespace",
+                    "check the topology's link and bond member names")
 
 
 def create_bond(ipr: IPRoute, bond: Bond) -> None:
@@ -170,8 +174,7 @@ def read_bond(ipr: IPRoute, name: str) -> BondState:
     try:  # one request by name, not a lookup then a get
         link = ipr.link("get", ifname=name)[0]
     except NetlinkError as exc:
-        raise LabError(f"interface {name!r} does not exist in the namespace",
-                       "check the topology's link and bond member names") from exc
+        raise _no_such_interface(name) from exc
     master = link["index"]
     data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
     if data is None:

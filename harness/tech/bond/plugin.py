@@ -199,8 +199,8 @@ class BondWatcher:
 
     def __init__(self, lab: Lab, node: str, events: EventLog) -> None:
         self.lab, self.node, self.events = lab, node, events
-        self.text = ""
         self.bond = lab.topo.bond(node).name
+        self.status = status.StatusFile(lab.pid(node), self.bond)
         # 802.3ad: a member back from a link failure counts only once LACP has
         # negotiated it again (see Membership)
         self._membership = Membership()
@@ -213,10 +213,9 @@ class BondWatcher:
     def _read(self) -> BondView:
         """Cheap enough to call every few ms (see status.status_text); parsed only when
         the text changed."""
-        text = status.status_text(self.lab.pid(self.node), self.bond)
-        if text == self.text:
+        text = self.status.changed()
+        if text is None:
             return self.view
-        self.text = text
         members = None
         if "Bonding Mode: IEEE 802.3ad" in text:
             members = self._membership.update(linux_lacp(text, self.bond))

@@ -19,6 +19,21 @@ def status_text(pid: int, name: str) -> str:
     return Path(f"/proc/{pid}/net/bonding/{name}").read_text()
 
 
+class StatusFile:
+    """A bond's status file read every few ms by a watcher, which parses it only when it
+    changed: :meth:`changed` is the new text, or None when it is the text read last."""
+
+    def __init__(self, pid: int, name: str) -> None:
+        self.pid, self.name, self.text = pid, name, ""
+
+    def changed(self) -> str | None:
+        text = status_text(self.pid, self.name)
+        if text == self.text:
+            return None
+        self.text = text
+        return text
+
+
 def active_member_in(text: str) -> str | None:
     """The active member named in a status file; None in modes without one (802.3ad,
     balance-*)."""

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from harness.tech.base import Watcher
-from harness.tech.bond.status import status_text
+from harness.tech.bond.status import StatusFile
 from harness.tech.lacp.linux import linux_lacp
 
 if TYPE_CHECKING:
@@ -60,14 +60,13 @@ class ServerAggregators:
     def __init__(self, lab: Lab, server: str, events: EventLog) -> None:
         self.lab, self.server, self.events = lab, server, events
         self.bond = lab.topo.bond(server).name
-        self.text = ""
+        self.status = StatusFile(lab.pid(server), self.bond)
         self.seen = self._read()
 
     def _read(self) -> dict[int | None, tuple[str, ...]]:
-        text = status_text(self.lab.pid(self.server), self.bond)
-        if text == self.text:
+        text = self.status.changed()
+        if text is None:
             return self.seen
-        self.text = text
         side = linux_lacp(text, self.bond)
         groups: dict[int | None, list[str]] = {}
         for member in side.members.values():
