@@ -99,6 +99,7 @@ class BackgroundPlots:
 
     def __init__(self) -> None:
         self._pool: ProcessPoolExecutor | None = None
+        self._drawing: dict[Path, Future[None]] = {}
 
     def submit(self, trial_dir: Path) -> None:
         from harness.results.plot import draw_trial
@@ -106,7 +107,7 @@ class BackgroundPlots:
         if self._pool is None:
             self._pool = ProcessPoolExecutor(1, multiprocessing.get_context("spawn"),
                                              initializer=_at_idle_priority)
-        self._pool.submit(draw_trial, trial_dir)
+        self._drawing[trial_dir] = self._pool.submit(draw_trial, trial_dir)
 
     @contextlib.contextmanager
     def following(self, run_dir: Path) -> Iterator[None]:
@@ -141,8 +142,13 @@ class BackgroundPlots:
         interrupted = kind is not None and not issubclass(kind, Exception)
         started = time.monotonic()
         self._pool.shutdown(wait=not interrupted, cancel_futures=interrupted)
-        if not interrupted:
-            log.debug("waited %.1f s for the last plots", time.monotonic() - started)
+        if interrupted:
+            return
+        log.debug("waited %.1f s for the last plots", time.monotonic() - started)
+        for trial_dir, drawing in self._drawing.items():
+            if drawing.exception() is not None:  # the drawing process itself was lost
+                log.warning("no plot for %s (%s): `redlab plot %s` draws it", trial_dir,
+                            drawing.exception(), trial_dir.parent)
 
 
 def _listed_trials(run_dir: Path) -> set[int]:
