@@ -93,26 +93,14 @@ class VrrpRouters(Technology):
         self.wait_elected()
 
     def wait_elected(self) -> str:
-        """One MASTER, every other router BACKUP, and nothing changed for the longest
-        master down interval: a backup that does not hear the master says so only when
-        that timer runs out.  Otherwise an error with each router's state."""
-        settle_ns = int(1e9 * max(master_down_interval(d.options.priority,
-                                                       d.options.advert_int,
-                                                       d.options.version)
-                                  for d in self.daemons_by_node.values()))
-
-        def elected() -> str | None:
-            states = self.states()
-            masters = [n for n, s in states.items() if s == "MASTER"]
-            others = [s for n, s in states.items() if n not in masters]
-            if len(masters) != 1 or not set(others) <= {"BACKUP"}:
-                return None
-            last = max(c.t_ns for d in self.daemons_by_node.values() for c in d.changes)
-            return masters[0] if time.time_ns() - last >= settle_ns else None
-
+        """Return the master once VRRP has elected (:func:`election_over`), else an error
+        with each router's state."""
+        longest_s = max(_down_ns(d) for d in self.daemons_by_node.values()) / 1e9
         try:
-            return timeouts.wait_for("VRRP to elect one master", elected,
-                                     timeouts.VRRP_ELECTED + 3 * settle_ns / 1e9)
+            return timeouts.wait_for(
+                "VRRP to elect one master",
+                lambda: election_over(self.daemons_by_node, time.time_ns()),
+                timeouts.VRRP_ELECTED + 3 * longest_s)
         except LabError as exc:
             raise LabError(f"VRRP elected no single master: {self.describe()}",
                            "read keepalived.log beside each router's keepalived.conf in the"
@@ -206,6 +194,38 @@ class VrrpRouters(Technology):
                 daemon.stop()
             except Exception as exc:  # the journal still kills what is left
                 log.warning("stopping keepalived in %s: %s", node, exc)
+
+
+def election_over(daemons: Mapping[str, Keepalived], now_ns: int) -> str | None:
+    """The master, once VRRP has elected: one router MASTER, every other BACKUP, and no
+    backup can still object.  A backup that does not hear the master says so only when
+    its master down timer runs out, and it set that timer when it started (its first
+    notification, "BACKUP (init)"), so the election is over once every backup's timer
+    has run out since then, one advert_int allowed on top, and nothing changed for an
+    advert_int (a preempted master steps down on the first advert it hears).  None
+    before that."""
+    states = {node: d.state for node, d in daemons.items()}
+    masters = [node for node, state in states.items() if state == "MASTER"]
+    backups = [daemons[n] for n, state in states.items() if n not in masters]
+    if len(masters) != 1 or any(d.state != "BACKUP" for d in backups):
+        return None
+    for d in backups:
+        started_ns = d.changes[0].t_ns
+        if now_ns - started_ns < _down_ns(d) + _advert_ns(d):
+            return None
+    last_ns = max(c.t_ns for d in daemons.values() for c in d.changes)
+    if now_ns - last_ns < max(_advert_ns(d) for d in daemons.values()):
+        return None
+    return masters[0]
+
+
+def _down_ns(daemon: Keepalived) -> int:
+    o = daemon.options
+    return int(1e9 * master_down_interval(o.priority, o.advert_int, o.version))
+
+
+def _advert_ns(daemon: Keepalived) -> int:
+    return int(1e9 * daemon.options.advert_int)
 
 
 def _running(daemon: Keepalived) -> Any:
