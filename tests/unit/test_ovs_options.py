@@ -1,5 +1,7 @@
 """Open vSwitch LAG options: checked and mapped to database columns before anything exists."""
 
+import json
+
 import pytest
 
 from harness.errors import ConfigError
@@ -38,3 +40,28 @@ def test_database_columns_follow_ovs_vswitchd_conf_db():
 def test_bad_options_are_one_clear_error(options, message):
     with pytest.raises(ConfigError, match=message):
         ovs.lag_options(options)
+
+
+def test_a_lag_is_read_back_from_one_ovs_vsctl_with_two_listings(monkeypatch):
+    """read_lag asks for the port and every interface's name in one process and pairs
+    the port's interface uuids with their names."""
+    port = {"headings": ["bond_mode", "lacp", "bond_updelay", "bond_downdelay",
+                         "other_config", "interfaces"],
+            "data": [["balance-tcp", "active", 0, 0,
+                      ["map", [["lacp-time", "fast"]]],
+                      ["set", [["uuid", "u2"], ["uuid", "u1"]]]]]}
+    interfaces = {"headings": ["_uuid", "name"],
+                  "data": [[["uuid", "u1"], "sw-p1"], [["uuid", "u2"], "sw-p2"],
+                           [["uuid", "u3"], "sw-p3"]]}
+    asked = []
+
+    def vsctl(*args, what):
+        asked.append(args)
+        return f"{json.dumps(port)}\n{json.dumps(interfaces)}\n"
+
+    monkeypatch.setattr(ovs.ovs_ctl, "vsctl", vsctl)
+    got = ovs.read_lag("sw-lag0")
+    assert len(asked) == 1
+    assert got.members == ("sw-p1", "sw-p2")
+    assert got.settings["bond_mode"] == "balance-tcp"
+    assert got.settings["other_config:lacp-time"] == "fast"

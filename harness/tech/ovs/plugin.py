@@ -52,14 +52,17 @@ class OvsSwitches(Technology):
             in_lag = {port for lag in lags for port in lag.ports}
             ports = [lab.ifname(name, intf) for node, intf in lab.ends()
                      if node == name and intf not in in_lag]
-            ovs.add_bridge(lab.journal, lab.node_name(name), number, ports)
+            requests = []
             for lag in lags:
                 options = dict(lag.options)
                 if options.get("primary"):  # a port of the topology: its real name
                     options["primary"] = lab.ifname(name, options["primary"])
-                self.lag_settings[f"{name}:{lag.name}"] = ovs.add_lag(
-                    lab.node_name(name), lab.ifname(name, lag.name),
-                    [lab.ifname(name, port) for port in lag.ports], options)
+                requests.append(ovs.LagRequest(
+                    lab.ifname(name, lag.name),
+                    [lab.ifname(name, port) for port in lag.ports], options))
+            added = ovs.add_bridge(lab.journal, lab.node_name(name), number, ports, requests)
+            for lag in lags:
+                self.lag_settings[f"{name}:{lag.name}"] = added[lab.ifname(name, lag.name)]
 
     def state(self) -> dict[str, Any]:
         topo = self.lab.topo
