@@ -79,6 +79,12 @@ def process_state(pid: int | str) -> str | None:
     return fields[0] if fields else None
 
 
+def process_parent(pid: int | str) -> int | None:
+    """The parent pid of ``pid``; None if it is gone."""
+    fields = _stat(int(pid))
+    return int(fields[1]) if fields else None
+
+
 def is_running(pid: int, start: int | None) -> bool:
     """Alive and not a zombie: a zombie has died, freed all it held, and waits only for
     its parent (init, for an orphan, which may take a second or two) to collect it."""

@@ -65,18 +65,10 @@ class Snapshot:
 def _held_by_a_live_process(pid: int) -> bool:
     """Whether the namespace holder ``pid`` (or the holder it was forked from, for a
     node) has a parent other than init: a lab still running in some process."""
-    try:
-        ppid = _ppid(pid)
-        if journal.process_name(ppid, "") == "redlab-netns":  # a node: its holder's parent
-            ppid = _ppid(ppid)
-    except (OSError, ValueError):
-        return False
-    return ppid > 1
-
-
-def _ppid(pid: int) -> int:
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return int(stat.rpartition(")")[2].split()[1])
+    parent = journal.process_parent(pid)
+    if parent is not None and journal.process_name(parent, "") == "redlab-netns":
+        parent = journal.process_parent(parent)  # a node: its holder's parent
+    return parent is not None and parent > 1
 
 
 def _other_live_runs(ours: tuple[str, ...]) -> set[str]:

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING
 from harness import timeouts
 from harness.errors import ConfigError, LabError
 from harness.inject.base import Reversible, bracket, lab_netns, netns_id
-from harness.journal import is_alive, process_name, process_start_time, process_state
+from harness.journal import (
+    is_alive,
+    process_name,
+    process_parent,
+    process_start_time,
+    process_state,
+)
 
 if TYPE_CHECKING:
     from harness.lab.running import Lab
@@ -74,12 +80,10 @@ def _children_of(pids: Iterable[int]) -> dict[int, list[int]]:
 
 def _children_by_parent() -> dict[int, list[int]]:
     kids: dict[int, list[int]] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        kids.setdefault(ppid, []).append(int(stat.parent.name))
+    for proc in Path("/proc").glob("[0-9]*"):
+        ppid = process_parent(proc.name)
+        if ppid is not None:
+            kids.setdefault(ppid, []).append(int(proc.name))
     return kids
 
 

@@ -164,8 +164,11 @@ class Keepalived:
     def _said_goodbye(self, asked_ns: int, timeout: float) -> None:
         """Until the STOP notification that follows the SIGTERM at ``asked_ns`` is read
         (keepalived's goodbye is done), or the daemon is gone."""
+        proc = self.proc
+        assert proc is not None, "stop() asks this of a daemon it started"
+
         def done() -> bool:
-            return self.proc is None or self.proc.poll() is not None or any(
+            return proc.poll() is not None or any(
                 c.state == "STOP" and c.t_ns >= asked_ns for c in self.changes)
         timeouts.wait_for(f"keepalived in {self.router} to notify STOP", done, timeout)
 
