@@ -11,8 +11,9 @@ from __future__ import annotations
 import pytest
 
 from harness.errors import LabError
+from harness.tech.lacp import check
 from harness.tech.lacp.check import check_negotiated, verdict, wait_negotiated
-from harness.tech.lacp.linux import Membership, distributing, linux_lacp
+from harness.tech.lacp.linux import Membership, distributing, linux_lacp, negotiated
 from harness.tech.lacp.ovs import ovs_bond, ovs_dp_lookups, ovs_lacp
 from harness.tech.lacp.state import PortState
 
@@ -250,3 +251,30 @@ def test_wait_negotiated_returns_once_both_ends_agree_and_shows_the_last_table()
         wait_negotiated(lambda: stuck, 0.05, links=LINKS, interval_s=0.01)
     assert "| p1 (defaulted)" in str(info.value)
 
+
+
+def test_a_bond_whose_members_all_distribute_in_sync_is_negotiated() -> None:
+    assert negotiated(linux("linux-bond-negotiated.txt"))
+    assert not negotiated(linux("linux-bond-defaulted.txt"))
+
+
+def test_a_gated_wait_reads_both_ends_only_when_the_gate_opens() -> None:
+    stuck = (linux("linux-bond-defaulted.txt"), ovs("ovs-lacp-defaulted.txt"))
+    good = (linux("linux-bond-negotiated.txt"), ovs("ovs-lacp-negotiated.txt"))
+    gate_says, reads = iter([False, False, False, True]), []
+
+    def read():
+        reads.append(len(reads))
+        return good if len(reads) > 1 else stuck
+
+    # both ends are read at the start (a full reading is due), then not again until
+    # the gate opens: two full readings in all, where an ungated wait made five
+    assert wait_negotiated(read, 5, links=LINKS, gate=lambda: next(gate_says)).ok
+    assert reads == [0, 1] and next(gate_says, None) is None
+
+
+def test_a_gate_that_never_opens_costs_time_not_the_verdict(monkeypatch) -> None:
+    monkeypatch.setattr(check, "UNGATED_READ_S", 0.05)
+    reads = iter([(linux("linux-bond-defaulted.txt"), ovs("ovs-lacp-defaulted.txt")),
+                  (linux("linux-bond-negotiated.txt"), ovs("ovs-lacp-negotiated.txt"))])
+    assert wait_negotiated(lambda: next(reads), 5, links=LINKS, gate=lambda: False).ok

@@ -183,18 +183,33 @@ def check_negotiated(a: LacpSide | LagEnd | None, b: LacpSide | LagEnd | None, *
     return result
 
 
+GATED_INTERVAL_S = 0.02
+UNGATED_READ_S = 1.0
+
+
 def wait_negotiated(read_sides: Callable[[], tuple[LacpSide | LagEnd | None,
                                                     LacpSide | LagEnd | None]],
                     timeout_s: float = timeouts.LACP_NEGOTIATED, *,
                     links: Mapping[str, str] | None = None,
                     interval_s: float = 0.2,
-                    give_up: Callable[[Verdict], bool] | None = None) -> Verdict:
+                    give_up: Callable[[Verdict], bool] | None = None,
+                    gate: Callable[[], bool] | None = None) -> Verdict:
     """Poll ``read_sides()`` until both ends agree; LabError with the last table if not,
-    at the timeout or as soon as ``give_up`` says the last verdict will not change."""
+    at the timeout or as soon as ``give_up`` says the last verdict will not change.
+
+    ``gate``, a cheap look at one end, says when reading both is worth it: it is polled
+    every GATED_INTERVAL_S, and both ends are read once it says yes, and at least every
+    UNGATED_READ_S whatever it says (so a bundle the gate misjudges costs time, not a
+    wrong verdict, and ``give_up`` still sees full readings)."""
     last: list[Verdict] = []
     started = time.monotonic()
+    full_read_due = [started]
 
     def probe() -> Verdict | None:
+        if gate is not None:
+            if time.monotonic() < full_read_due[0] and not gate():
+                return None
+            full_read_due[0] = time.monotonic() + UNGATED_READ_S
         result = verdict(*read_sides(), links=links)
         last[:] = [result]
         if not result.ok and give_up is not None and give_up(result):
@@ -203,6 +218,8 @@ def wait_negotiated(read_sides: Callable[[], tuple[LacpSide | LagEnd | None,
                 f" {time.monotonic() - started:.1f} s)", result), FIX)
         return result if result.ok else None
 
+    if gate is not None:
+        interval_s = min(interval_s, GATED_INTERVAL_S)
     try:
         return timeouts.wait_for("LACP negotiation", probe, timeout_s, interval_s)
     except LabError as exc:

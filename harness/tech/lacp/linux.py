@@ -2,7 +2,7 @@
 
 :func:`linux_lacp` turns the bond's status file into a :class:`LinuxLacp`;
 :func:`read_linux` reads it from the namespace of a process; :func:`distributing` and
-:class:`Membership` say which members carry traffic.
+:class:`Membership` say which members carry traffic, :func:`negotiated` whether all do.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from pathlib import Path
 
 from harness.errors import LabError
 from harness.tech.lacp.state import (
+    NEGOTIATED,
     NO_SYSTEM,
+    STALE,
     Aggregator,
     LacpInfo,
     PortState,
@@ -129,6 +131,17 @@ def distributing(side: LinuxLacp) -> frozenset[str]:
     return frozenset(m.name for m in side.members.values()
                      if m.mii_up and m.aggregator_id == active and m.actor is not None
                      and PortState.DISTRIBUTING in m.actor.state)
+
+
+def negotiated(side: LinuxLacp) -> bool:
+    """Every member distributing, its actor in sync, collecting and distributing, and
+    its partner heard (not defaulted, not expired); True when the file lacks the details
+    to judge (read without CAP_NET_ADMIN): a hint for a wait, never a verdict."""
+    if any(m.actor is None for m in side.members.values()):
+        return True
+    return bool(side.members) and distributing(side) == set(side.members) and all(
+        m.actor is not None and NEGOTIATED in m.actor.state and not m.actor.state & STALE
+        for m in side.members.values())
 
 
 class Membership:
