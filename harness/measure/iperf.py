@@ -55,11 +55,20 @@ class IperfRun:
         self.problem = ""  # why its report is incomplete ("" when it finished)
 
     def start(self) -> None:
+        self.start_server()
+        self.start_client()
+
+    def start_server(self) -> None:
+        """Launch the server without waiting: start_client() waits until it listens."""
         addr = self.lab.topo.address(self.server)
         self._server_proc = self.lab.popen(
             self.server, ["iperf3", "-s", "-1", "-B", addr, "-p", str(PORT)],
             stdout=subprocess.DEVNULL)
-        server = self._server_proc
+
+    def start_client(self) -> None:
+        """Once the server listens, connect; ``started_ns`` is set when every stream is up."""
+        server, addr = self._server_proc, self.lab.topo.address(self.server)
+        assert server is not None
 
         def ready() -> bool:
             if server.poll() is not None:  # it will not listen: say why, at once

@@ -87,13 +87,23 @@ class ProbeRun:
         self.lab, self.server, self.client = lab, server, client
         self.settings = settings
         self.out_json = out_json
+        self._server_proc: subprocess.Popen[bytes] | None = None
         self._client_proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
+        self.start_server()
+        self.start_client()
+
+    def start_server(self) -> None:
+        """Launch the server without waiting: start_client() waits until it listens."""
         addr = self.lab.topo.address(self.server)
-        server = self.lab.popen(self.server, ["irtt", "server", "-b", f"{addr}:{PORT}",
-                                              "-i", "0", "-d", "0"],
-                                stdout=subprocess.DEVNULL)
+        self._server_proc = self.lab.popen(
+            self.server, ["irtt", "server", "-b", f"{addr}:{PORT}", "-i", "0", "-d", "0"],
+            stdout=subprocess.DEVNULL)
+
+    def start_client(self) -> None:
+        server, addr = self._server_proc, self.lab.topo.address(self.server)
+        assert server is not None
         timeouts.wait_for("irtt server listening",
                           lambda: listening(server.pid, PORT, "udp"),
                           timeouts.IPERF_SERVER_READY)
@@ -103,6 +113,11 @@ class ProbeRun:
             "-o", str(self.out_json), f"{addr}:{PORT}"], stdout=subprocess.DEVNULL)
 
     def finish_record(self) -> ProbeRecord:
+        self.finish()
+        return parse_doc(self.out_json.read_text())
+
+    def finish(self) -> None:
+        """Wait for the client's log, for the analysis to read."""
         assert self._client_proc is not None
         try:
             _, err = self._client_proc.communicate(
@@ -113,7 +128,6 @@ class ProbeRun:
         if self._client_proc.returncode != 0 or not self.out_json.exists():
             raise LabError(f"irtt client failed: {err.decode(errors='replace').strip()}",
                            "check that irtt is installed (scripts/bootstrap setup) and the path")
-        return parse_doc(self.out_json.read_text())
 
 
 def parse(text: str) -> list[Packet]:

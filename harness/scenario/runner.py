@@ -154,11 +154,13 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
             tech.before_traffic(events)
         clock.add("before traffic", time.monotonic() - prepared)
         connecting, connecting_ns = time.monotonic(), time.time_ns()
-        probe.start()
+        probe.start_server()  # both servers start side by side: one wait, not two
+        iperf.start_server()
+        probe.start_client()
         probe_ends = time.monotonic() + probe_settings.duration_s
         probe_members = {step.node: _probe_member(lab, step.node, traffic.probe_interval_ms)
                          for step in sc.steps if step.interface == "probe" and step.node}
-        iperf.start()
+        iperf.start_client()
         clock.add("traffic start (probe, iperf3 connect)", time.monotonic() - connecting)
         flowing = time.monotonic()
         events.t0_ns = iperf.started_ns
@@ -184,7 +186,7 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
             if probe.ENDS_ON_REQUEST:
                 time.sleep(PROBE_TAIL_S)
                 probe.end_sending()
-            probe.finish_record()
+            probe.finish()
             for w in watchers:  # before the counters: no state changes are due now, and
                 w.stop()        # the watchers' reads would slow the counters' own
             ended = counters.snapshots(lab, aggregates)
