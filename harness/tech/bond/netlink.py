@@ -93,9 +93,20 @@ def create_bond(ipr: IPRoute, bond: Bond) -> None:
 def start_bond(ipr: IPRoute, bond: Bond) -> None:
     """Bring ``bond``'s members and the bond up; :func:`wait_ready` then waits for it to
     settle and reads every option back."""
-    for member in bond.members:
-        ipr.link("set", index=ifindex(ipr, member), state="up")
-    ipr.link("set", index=ifindex(ipr, bond.name), state="up")
+    for name in (*bond.members, bond.name):
+        set_link(ipr, name, state="up")
+
+
+def set_link(ipr: IPRoute, ifname: str, **attrs: Any) -> None:
+    """One request that names the interface for the kernel to look up, where a lookup then
+    a request made two: a netlink request costs milliseconds inside User-mode Linux, and
+    a lab of 64 dual-homed servers sets its 196 bonds' members one by one."""
+    try:
+        ipr.link("set", ifname=ifname, **attrs)
+    except NetlinkError as exc:
+        if exc.code == errno.ENODEV:
+            raise _no_such_interface(ifname) from exc
+        raise
 
 
 def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
@@ -127,12 +138,11 @@ def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
         for placeholder in placeholders:
             ipr.link("add", ifname=placeholder, kind="veth", peer=placeholder + "p")
         for member in [*placeholders, *members]:
-            idx = ifindex(ipr, member)
             # The kernel refuses to enslave an interface that is up.
-            ipr.link("set", index=idx, state="down")
-            ipr.link("set", index=idx, master=master)
+            set_link(ipr, member, state="down")
+            set_link(ipr, member, master=master)
         for placeholder in placeholders:  # the veth's peer goes with it
-            ipr.link("del", index=ifindex(ipr, placeholder))
+            ipr.link("del", ifname=placeholder)
         if "primary" in settings.netlink:
             _set(ipr, master, name, "primary", settings.wanted["primary"],
                  ifindex(ipr, settings.wanted["primary"]), settings.mode)
@@ -248,7 +258,10 @@ def _member_info(link: Any) -> dict[str, Any]:
 
 def active_member(ipr: IPRoute, name: str) -> str | None:
     """Only the active member: one link query, cheap enough to poll every few ms."""
-    link = ipr.get_links(ifindex(ipr, name))[0]
+    try:
+        link = ipr.link("get", ifname=name)[0]
+    except NetlinkError as exc:
+        raise _no_such_interface(name) from exc
     data = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_DATA")
     active_idx = data.get("IFLA_BOND_ACTIVE_SLAVE") if data is not None else None
     return ipr.get_links(active_idx)[0].get("IFLA_IFNAME") if active_idx else None
