@@ -1,16 +1,17 @@
 """Kernel bonds created, started and read back through netlink (pyroute2) inside a namespace.
 
 :func:`create_bond` sets a bond's checked options (:class:`BondSettings`, from
-:mod:`harness.tech.bond.options`) one netlink request at a time, so that a refusal names
-its option, and :func:`wait_ready` reads every one back.
+:mod:`harness.tech.bond.options`) in the request that creates it and, if the kernel
+refuses, one request at a time, so that the refusal names its option; :func:`wait_ready`
+reads every one back.
 
 Order matters to the kernel (6.1, seen inside User-mode Linux): mode and fail_over_mac
 change only while the bond has no members (ENOTEMPTY), lacp_rate and ad_select only while
 it is down (EBUSY); updelay and downdelay are kept in miimon periods, so they are set after
 miimon, refused while miimon is 0 (EPERM, even a 0), and rounded down to a multiple of it;
 the primary is reported only once it is a member, so it is set after enslaving. So: create
-the bond with its mode, set each option while it is down and empty, enslave, set the
-primary, bring it up.
+the bond with its mode and options (down and empty), enslave, set the primary, bring it
+up.
 """
 
 from __future__ import annotations
@@ -118,21 +119,25 @@ def build_bond(ipr: IPRoute, name: str, members: Sequence[str],
     and keeps the number when an earlier member leaves: ``first_port`` > 1 enslaves
     that many minus one placeholder veths first and deletes them once the members are in.
     """
-    _request(f"to create bond {name} in mode {settings.mode}", "mode", lambda: ipr.link(
-        "add", ifname=name, kind="bond", bond_mode=mode_number(settings.mode)))
+    # Every option but the primary (reported only once it is a member) in the request
+    # that creates the bond, as `ip link add ... type bond mode ... miimon ...` does: a
+    # netlink request costs milliseconds inside User-mode Linux, and a lab of 64 servers
+    # builds 196 bonds.  If the kernel refuses, nothing was created, and the bond is
+    # made again in steps, the options one at a time, so the refused one is named.
+    options = {k: v for k, v in settings.netlink.items() if k != "primary"}
+    keywords = {OPTIONS[k].keyword: v for k, v in options.items()}
+    try:
+        ipr.link("add", ifname=name, kind="bond", bond_mode=mode_number(settings.mode),
+                 **keywords)
+        in_steps = False
+    except NetlinkError:
+        _request(f"to create bond {name} in mode {settings.mode}", "mode", lambda: ipr.link(
+            "add", ifname=name, kind="bond", bond_mode=mode_number(settings.mode)))
+        in_steps = True
     master = ifindex(ipr, name)
     try:
-        # Still down and empty: every option may change now, except the primary, which
-        # the kernel reports only once it is a member. All in one request (a netlink
-        # request costs milliseconds inside User-mode Linux, and a leaf of 64 servers
-        # builds 66 bonds); one at a time only if the kernel refuses, to name the option.
-        options = {k: v for k, v in settings.netlink.items() if k != "primary"}
-        try:
-            if options:
-                ipr.link("set", index=master, kind="bond",
-                         **{OPTIONS[k].keyword: v for k, v in options.items()})
-        except NetlinkError:  # one by one, in order: the refused option is named, or
-            for key, value in options.items():  # they all take (the read-back checks)
+        if in_steps:  # still down and empty: each option may change now
+            for key, value in options.items():
                 _set(ipr, master, name, key, settings.wanted[key], value, settings.mode)
         placeholders = [f"{name[:8]}ph{i}" for i in range(first_port - 1)]
         for placeholder in placeholders:
