@@ -175,11 +175,10 @@ class LagRequest(NamedTuple):
 
 
 def add_bridge(journal: Journal, name: str, dpid: int, ports: list[str],
-               lags: Sequence[LagRequest] = ()) -> dict[str, dict[str, dict[str, str]]]:
+               lags: Sequence[LagRequest] = ()) -> dict[str, dict[str, str]]:
     """A standalone (learning) bridge on the kernel datapath with ``ports`` and ``lags``,
     in one database transaction (an ovs-vsctl process costs 0.1-0.3 s in User-mode
-    Linux).  Each LAG is then checked (:func:`check_lag`, :func:`check_running`); returned
-    per LAG: its database settings as asked and as read back (they must match)."""
+    Linux); returned per LAG: its database settings as asked, for :func:`checked`."""
     wait_for_settled_kernel()
     journal.record("ovs_bridge", name=name)
     args = ["add-br", name, "--", "set", "bridge", name, "fail_mode=standalone",
@@ -192,10 +191,13 @@ def add_bridge(journal: Journal, name: str, dpid: int, ports: list[str],
                  *(f"{k}={v}" for k, v in asked[lag.name].items())]
     with_lags = f" with LAG {', '.join(asked)}" if lags else ""
     ovs_ctl.vsctl(*args, what=f"creating Open vSwitch bridge {name}{with_lags}")
-    return {lag.name: _checked(lag, asked[lag.name]) for lag in lags}
+    return asked
 
 
-def _checked(lag: LagRequest, settings: dict[str, str]) -> dict[str, dict[str, str]]:
+def checked(lag: LagRequest, settings: dict[str, str]) -> dict[str, dict[str, str]]:
+    """``lag`` checked against its request, in the database (:func:`check_lag`) and in
+    what ovs-vswitchd runs (:func:`check_running`): its settings as asked and as read
+    back (they must match), or LabError."""
     got = check_lag(lag.name, lag.options)
     if list(got.members) != sorted(lag.members):
         raise LabError(f"LAG {lag.name} holds {', '.join(got.members)} in the database,"
