@@ -51,6 +51,9 @@ def build(dest_dir: Path) -> Path:
     return out
 
 
+TAIL_NS = 500_000_000  # SIGUSR1 to the end of the sending, when the path stays down
+
+
 def server_argv(binary: Path | str, bind_addr: str, port: int, logfile: Path | str,
                 rt: bool = False) -> list[str]:
     return [str(binary), *(["--rt"] if rt else []), "server", bind_addr, str(port),
@@ -58,12 +61,15 @@ def server_argv(binary: Path | str, bind_addr: str, port: int, logfile: Path | s
 
 
 def client_argv(binary: Path | str, server_addr: str, port: int, interval_ns: int,
-                duration_ns: int, logfile: Path | str, rt: bool = False) -> list[str]:
-    """The client sends duration_ns // interval_ns packets, then drains for the echoes."""
+                duration_ns: int, logfile: Path | str, rt: bool = False,
+                tail_ns: int = TAIL_NS) -> list[str]:
+    """The client sends duration_ns // interval_ns packets, then drains for the echoes;
+    SIGUSR1 ends the sending once the path has carried 10 packets in a row sent after
+    it, or ``tail_ns`` after it (see native/README.md)."""
     if not 0 < interval_ns <= duration_ns:
         raise ValueError("need 0 < interval_ns <= duration_ns")
     return [str(binary), *(["--rt"] if rt else []), "client", server_addr, str(port),
-            str(interval_ns), str(duration_ns), str(logfile)]
+            str(interval_ns), str(duration_ns), str(tail_ns), str(logfile)]
 
 
 def _int(value: str) -> int | None:
@@ -195,8 +201,9 @@ class GapProbeRun:
             self.client_csv, rt=True), stdout=subprocess.DEVNULL)
 
     def end_sending(self) -> None:
-        """The traffic it watches is over: send no more, drain the echoes, write the log
-        (SIGUSR1), so the probe's end follows the traffic's, however late that came."""
+        """The traffic it watches is over (SIGUSR1): send until the path has carried the
+        probe since, TAIL_NS at most, drain the echoes, write the log; so the probe's end
+        follows the traffic's, however late that came."""
         assert self._client is not None
         if self._client.poll() is None:
             self._client.send_signal(signal.SIGUSR1)

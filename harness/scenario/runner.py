@@ -27,7 +27,7 @@ from harness.errors import LabError
 from harness.journal import Journal
 from harness.lab.running import Lab
 from harness.measure import counters
-from harness.measure.gapprobe import GapProbeRun
+from harness.measure.gapprobe import TAIL_NS, GapProbeRun
 from harness.measure.iperf import IperfRun, IperfSettings
 from harness.measure.probe import ProbeRun, ProbeSettings
 from harness.measure.stopwatch import TIMING_FILE, Stopwatch
@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 TAIL_SHARE = 0.1  # of the last step's tail, a phase offset may take without more traffic
-PROBE_TAIL_S = 0.5  # redlab-probe is ended this long after iperf3's traffic
+PROBE_TAIL_S = TAIL_NS / 1e9  # redlab-probe sends at most this long after iperf3's traffic
 IRTT_TAIL_S = 3.0  # irtt runs for the traffic plus this, from before iperf3 connects
 PROBE_MEMBER_WINDOW_S = 0.3  # probe alone: which member its packets leave on
 PROBE_STEP_MARGIN_S = 0.5  # the probe must run at least this long after each step starts
@@ -183,9 +183,9 @@ def run_trial(req: RunRequest, store: RunStore, journal: Journal, trial: int) ->
             if iperf.problem:  # the throughput is incomplete; the probe's figures stand
                 events.add("iperf3_unfinished", traffic.client, iperf.problem)
                 facts["iperf3"] = iperf.problem
-            if probe.ENDS_ON_REQUEST:
-                time.sleep(PROBE_TAIL_S)
-                probe.end_sending()
+            # redlab-probe sends on until the path has carried its packets since this
+            # request (an outage still open now closes in its log), PROBE_TAIL_S at most
+            probe.end_sending()
             probe.finish()
             for w in watchers:  # before the counters: no state changes are due now, and
                 w.stop()        # the watchers' reads would slow the counters' own

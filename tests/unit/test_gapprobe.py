@@ -156,6 +156,74 @@ def test_sigusr1_ends_the_sending_early_and_still_drains_and_logs(binary, loopba
     assert all(p.lost == "false" for p in packets), "the drain was skipped"
 
 
+def run_to_sigusr1(binary, port: int, client_log: Path, tail_ns: int,
+                   then=None) -> tuple[int, list[Packet]]:
+    """A client at 1 ms to ``port``, SIGUSR1 after 0.2 s, ``then()`` right after it;
+    the signal's wall time and what the client logged."""
+    client = subprocess.Popen(gapprobe.client_argv(binary, "127.0.0.1", port, 1_000_000,
+                                                   60_000_000_000, client_log,
+                                                   tail_ns=tail_ns),
+                              stderr=subprocess.PIPE)
+    try:
+        time.sleep(0.2)
+        signalled = time.time_ns()
+        client.send_signal(signal.SIGUSR1)
+        if then is not None:
+            then()
+        _, err = client.communicate(timeout=10)
+    finally:
+        stop(client)
+    assert client.returncode == 0, err
+    return signalled, gapprobe.parse(client_log, None)
+
+
+def test_sigusr1_ends_the_sending_once_ten_packets_after_it_came_back(binary,
+                                                                      loopback_server,
+                                                                      tmp_path):
+    port, _, _ = loopback_server
+    signalled, packets = run_to_sigusr1(binary, port, tmp_path / "c.csv", 3_000_000_000)
+    after = [p for p in packets if p.sent_ns > signalled]
+    # the proof (10) and what the sender sent while main looked (1 ms ticks): far from
+    # the 3 s tail, which a path that works must not cost
+    assert 10 <= len(after) <= 250, len(after)
+    assert all(p.lost == "false" for p in packets)
+
+
+def test_an_outage_open_at_sigusr1_closes_in_the_log_before_the_sending_ends(
+        binary, tmp_path):
+    """The runner ends the probe when iperf3 ends; an outage still open then must close
+    in the log, or its length would be unknown: the sending goes on until the path (here
+    a server that starts only after the signal) carries the probe again."""
+    port, server_log = free_udp_port(), tmp_path / "server.csv"
+    servers: list[subprocess.Popen[bytes]] = []
+
+    def path_returns() -> None:
+        time.sleep(0.1)
+        servers.append(subprocess.Popen(gapprobe.server_argv(binary, "127.0.0.1", port,
+                                                             server_log)))
+    try:
+        signalled, packets = run_to_sigusr1(binary, port, tmp_path / "c.csv",
+                                            5_000_000_000, then=path_returns)
+    finally:
+        for server in servers:
+            stop(server)
+    lost = [p.seqno for p in packets if p.lost != "false"]
+    echoed_after = [p for p in packets if p.lost == "false" and p.seqno > max(lost)]
+    assert lost and min(lost) == 0                     # down from the start ...
+    assert any(p.sent_ns > signalled for p in packets if p.lost != "false")  # ... past it
+    assert len(echoed_after) >= 10                     # and closed, in the log
+    assert echoed_after[-1].sent_ns - signalled < 4_000_000_000  # long before the tail
+
+
+def test_a_path_that_stays_down_ends_the_sending_after_the_tail(binary, tmp_path):
+    tail_ns = 300_000_000
+    signalled, packets = run_to_sigusr1(binary, free_udp_port(), tmp_path / "c.csv",
+                                        tail_ns)
+    assert all(p.lost != "false" for p in packets)
+    last_sent = max(p.sent_ns for p in packets)
+    assert tail_ns - 5_000_000 <= last_sent - signalled <= tail_ns + 500_000_000
+
+
 def test_client_ignores_a_missing_server(binary, tmp_path):
     client_log = tmp_path / "client.csv"
     done = subprocess.run(gapprobe.client_argv(binary, "127.0.0.1", free_udp_port(),

@@ -1,15 +1,17 @@
 /* redlab-probe: constant-rate UDP gap probe with per-packet wall-clock timestamps.
  *
  *   redlab-probe [--rt] server BIND_ADDR PORT LOGFILE
- *   redlab-probe [--rt] client SERVER_ADDR PORT INTERVAL_NS DURATION_NS LOGFILE
+ *   redlab-probe [--rt] client SERVER_ADDR PORT INTERVAL_NS DURATION_NS TAIL_NS LOGFILE
  *
  * Why not irtt: its timer drifts (1 ms asked, ~1.13 ms sent), it skips late slots, it
  * dies on send errors and its runtime spins under SCHED_FIFO.  Here the sender sleeps to
  * an absolute schedule t0 + seq * interval and, when late, sends at once without skipping
  * a seq, so every seq 0..N-1 is sent exactly once whatever comes back.
- * DURATION_NS is a ceiling: SIGUSR1 ends the sending early (the traffic it watches is
- * over) and the client still drains the last echoes and writes its log; SIGTERM and
- * SIGINT stop at once and write the log.
+ * DURATION_NS is a ceiling: SIGUSR1 says the traffic it watches is over, and the client
+ * ends its sending once TAIL_PROOF packets in a row, sent after the signal, have come
+ * back (so an outage still open at the signal has closed in the log), or TAIL_NS after
+ * the signal if they never do; it then drains the last echoes and writes its log.
+ * SIGTERM and SIGINT stop at once and write the log.
  *
  * All stamps are CLOCK_REALTIME ns (kernel receive stamps via SO_TIMESTAMPNS), the clock
  * the harness stamps its events with (time.time_ns()).  Logs are kept in memory and
@@ -38,6 +40,7 @@
 #define PKT_LEN 64
 #define DRAIN_MIN_NS 200000000LL   /* wait at least this long for the last echoes */
 #define DRAIN_MAX_NS 2000000000LL  /* and never longer: a dead path must not hang us */
+#define TAIL_PROOF 10              /* echoes in a row after SIGUSR1: the path works */
 
 /* Wire format, big-endian; fixed 64 bytes so the rate in bytes is predictable. */
 struct pkt {
@@ -49,8 +52,6 @@ struct pkt {
 _Static_assert(sizeof(struct pkt) == PKT_LEN, "packet must be 64 bytes");
 
 static volatile sig_atomic_t stop;
-/* SIGUSR1 (client): the traffic is over, send no more and drain as after the last seq. */
-static volatile sig_atomic_t finish;
 static void on_signal(int sig) { (void)sig; stop = 1; }
 
 static int64_t now_ns(clockid_t c) {
@@ -182,6 +183,9 @@ struct client {
     struct sockaddr_in server;
     int64_t interval, n;
     volatile int sender_done;          /* set by the sender, read by main */
+    volatile int end_sending;          /* set by main (SIGUSR1, then the tail's proof) */
+    int64_t next_seq;                  /* the sender's next seq (atomic access) */
+    int64_t top_echo;                  /* the highest seq echoed, -1 before any (atomic) */
     volatile int64_t max_rtt;          /* written by the receiver only */
     int64_t sent_count;                /* seqs 0..sent_count-1 were attempted */
     int64_t *sent_ns, *late_ns, *srv_rx, *srv_tx, *cl_rx;
@@ -195,7 +199,7 @@ static void *sender(void *arg) {
     clock_gettime(CLOCK_MONOTONIC, &t0);
     int64_t base = (int64_t)t0.tv_sec * 1000000000LL + t0.tv_nsec;
     int64_t seq;
-    for (seq = 0; seq < c->n && !stop && !finish; seq++) {
+    for (seq = 0; seq < c->n && !stop && !c->end_sending; seq++) {
         int64_t due = base + seq * c->interval;
         struct timespec ts = { due / 1000000000LL, due % 1000000000LL };
         while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR && !stop)
@@ -213,6 +217,7 @@ static void *sender(void *arg) {
             c->send_errno[seq] = errno ? errno : EIO;
             c->send_errors++;
         }
+        __atomic_store_n(&c->next_seq, seq + 1, __ATOMIC_RELEASE);
     }
     c->sent_count = seq;
     c->sender_done = 1;
@@ -231,13 +236,25 @@ static void *receiver(void *arg) {
         uint64_t seq = be64toh(p.seq);
         if (seq >= (uint64_t)c->n) { c->garbage++; continue; }
         if (c->cl_rx[seq]) { c->dups[seq]++; c->duplicates++; continue; }
-        c->cl_rx[seq] = rx;
+        __atomic_store_n(&c->cl_rx[seq], rx, __ATOMIC_RELEASE);
+        if ((int64_t)seq > c->top_echo)  /* the only writer: a plain compare is enough */
+            __atomic_store_n(&c->top_echo, (int64_t)seq, __ATOMIC_RELEASE);
         c->srv_rx[seq] = (int64_t)be64toh((uint64_t)p.srv_recv_ns);
         c->srv_tx[seq] = (int64_t)be64toh((uint64_t)p.srv_send_ns);
         int64_t rtt = rx - (int64_t)be64toh((uint64_t)p.send_ns);
         if (rtt > c->max_rtt) c->max_rtt = rtt;
     }
     return NULL;
+}
+
+/* The highest seq echoed and the TAIL_PROOF - 1 before it came back, all sent from
+ * ``first`` on: the path carries the probe again, and any loss before them is closed. */
+static int path_proven(struct client *c, int64_t first) {
+    int64_t top = __atomic_load_n(&c->top_echo, __ATOMIC_ACQUIRE);
+    if (top - TAIL_PROOF + 1 < first) return 0;
+    for (int64_t s = top - TAIL_PROOF + 1; s <= top; s++)
+        if (!__atomic_load_n(&c->cl_rx[s], __ATOMIC_ACQUIRE)) return 0;
+    return 1;
 }
 
 static int64_t parse_ns(const char *s, const char *what) {
@@ -249,9 +266,10 @@ static int64_t parse_ns(const char *s, const char *what) {
 
 static int run_client(char **av) {
     struct sockaddr_in addr = parse_addr(av[0], av[1]);
-    struct client c = { .interval = parse_ns(av[2], "INTERVAL_NS") };
+    struct client c = { .interval = parse_ns(av[2], "INTERVAL_NS"), .top_echo = -1 };
     int64_t duration = parse_ns(av[3], "DURATION_NS");
-    const char *logpath = av[4];
+    int64_t tail = parse_ns(av[4], "TAIL_NS");
+    const char *logpath = av[5];
     c.n = duration / c.interval;
     FILE *log = open_log(logpath);
     c.fd = udp_socket();
@@ -273,11 +291,19 @@ static int run_client(char **av) {
     pthread_t ts, tr;
     if (pthread_create(&tr, NULL, receiver, &c) || pthread_create(&ts, NULL, sender, &c))
         die("pthread_create");
-    struct timespec tick = { 0, 20000000 };
+    struct timespec tick = { 0, 20000000 }, proof_tick = { 0, 1000000 };
+    int64_t asked_at = 0, first = -1;    /* SIGUSR1: when, and the first seq after it */
     while (!c.sender_done) {
-        int sig = sigtimedwait(&set, NULL, &tick);
-        if (sig == SIGUSR1) finish = 1;   /* end of traffic: the drain below still runs */
-        else if (sig > 0) stop = 1;       /* stop early, keep the log */
+        int sig = sigtimedwait(&set, NULL, first < 0 ? &tick : &proof_tick);
+        if (sig == SIGUSR1 && first < 0) { /* end of traffic: the tail, then the drain */
+            asked_at = now_ns(CLOCK_MONOTONIC);
+            first = __atomic_load_n(&c.next_seq, __ATOMIC_ACQUIRE);
+        } else if (sig > 0 && sig != SIGUSR1) {
+            stop = 1;                      /* stop early, keep the log */
+        }
+        if (first >= 0 && (path_proven(&c, first)
+                           || now_ns(CLOCK_MONOTONIC) - asked_at >= tail))
+            c.end_sending = 1;
     }
     pthread_join(ts, NULL);
     /* Drain: echoes of the last packets are still in flight. */
@@ -316,7 +342,7 @@ static int run_client(char **av) {
 static __attribute__((noreturn)) void usage(void) {
     fprintf(stderr, "usage: redlab-probe [--rt] server BIND_ADDR PORT LOGFILE\n"
                     "       redlab-probe [--rt] client SERVER_ADDR PORT INTERVAL_NS "
-                    "DURATION_NS LOGFILE\n");
+                    "DURATION_NS TAIL_NS LOGFILE\n");
     exit(2);
 }
 
@@ -333,6 +359,6 @@ int main(int argc, char **argv) {
     sigaction(SIGINT, &sa, NULL);
     if (rt) go_realtime(); /* before the threads: they inherit the policy */
     if (strcmp(argv[i], "server") == 0 && argc - i == 4) return run_server(argv + i + 1);
-    if (strcmp(argv[i], "client") == 0 && argc - i == 6) return run_client(argv + i + 1);
+    if (strcmp(argv[i], "client") == 0 && argc - i == 7) return run_client(argv + i + 1);
     usage();
 }
