@@ -206,14 +206,13 @@ def election_over(daemons: Mapping[str, Keepalived], now_ns: int) -> str | None:
     before that."""
     states = {node: d.state for node, d in daemons.items()}
     masters = [node for node, state in states.items() if state == "MASTER"]
-    backups = [daemons[n] for n, state in states.items() if n not in masters]
-    if len(masters) != 1 or any(d.state != "BACKUP" for d in backups):
+    if len(masters) != 1 or any(s != "BACKUP" for n, s in states.items() if n != masters[0]):
         return None
-    for d in backups:
-        started_ns = d.changes[0].t_ns
-        if now_ns - started_ns < _down_ns(d) + _advert_ns(d):
+    changes = {node: d.changes for node, d in daemons.items()}  # one copy each
+    for node, d in daemons.items():
+        if node != masters[0] and now_ns - changes[node][0].t_ns < _down_ns(d) + _advert_ns(d):
             return None
-    last_ns = max(c.t_ns for d in daemons.values() for c in d.changes)
+    last_ns = max(c.t_ns for node_changes in changes.values() for c in node_changes)
     if now_ns - last_ns < max(_advert_ns(d) for d in daemons.values()):
         return None
     return masters[0]
