@@ -10,7 +10,6 @@ that drift over the run does not bias one length.
 from __future__ import annotations
 
 import platform
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -141,9 +140,7 @@ def _calibrate(plan: CalibrationPlan, out: Path, run_id: str, topo: Any) -> pd.D
                    t_ns=iperf.started_ns)
         injections = inject_outages(lab, plan, iperf.started_ns, events)
         intervals = iperf.finish()
-        if probe.ENDS_ON_REQUEST:
-            time.sleep(0.5)  # the last outage is long closed (spacing_s), so is its echo
-            probe.end_sending()
+        probe.end_sending()  # redlab-probe: its tail ends once the path carried it
         record = probe.finish_record()
         late = _lateness_by_seq(probe)
     analysis = outages.analyse_record(record, "round_trip")
