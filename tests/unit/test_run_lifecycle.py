@@ -52,11 +52,12 @@ def test_a_malformed_scenario_file_is_one_clear_error_and_creates_nothing(tmp_pa
     bad.write_text((SCENARIOS / "bond-active-backup.yaml").read_text()
                    .replace("action: cut", "action: snip"))
     out = tmp_path / "out"
-    done = redlab("run", str(bad), "--out", str(out))
+    run_id = new_run_id()  # as above: not another test's guest
+    done = redlab("run", str(bad), "--out", str(out), "--run-id", run_id)
     assert done.returncode == 2
     assert "steps.0.action" in done.stderr and "fix: correct" in done.stderr
     assert not out.exists()
-    assert Snapshot.take().new_since(before) == {}
+    assert Snapshot.take().new_since(before, (run_id,)) == {}
 
 
 @needs_root  # the feature probe tries the module in a fresh network namespace
